@@ -1,0 +1,1 @@
+"""The only code that touches libcaffe: the compiled bridge (_caffe) and its declarations."""
