@@ -1,5 +1,5 @@
 # The README's commands: `make demo` (the main job) and `make test`. Both set everything up first.
-CACHE ?= $(HOME)/.cache/gluon_caffe
+CACHE ?= $(or $(GLUON_CAFFE_CACHE),$(HOME)/.cache/gluon_caffe)
 export GLUON_CAFFE_CACHE := $(CACHE)
 PY := $(CACHE)/venv/bin/python
 
