@@ -2,26 +2,58 @@
 
 Caffe layers as Gluon blocks, Caffe data as Gluon datasets, Caffe models converted to
 Gluon SymbolBlocks and verified against real Caffe.
+
+The converter (``convert``, ``import_model``, ``load_mean``, ``save_mean``) is pure Python and works
+without libcaffe; everything that runs Caffe itself (``CaffeNet``, ``LayerRunner``, ``caffe_info``...)
+loads the compiled bridge on first use.
 """
 
+import importlib as _importlib
 import os as _os
 
 # mxnet first: it carries its own protobuf-lite and must not bind to libcaffe's libprotobuf.
 import mxnet as _mx  # noqa: F401
 
+from .converter import convert, import_model, load_mean, save_mean
 from .errors import (CaffeCheckError, CaffeError, CaffeIOError, CaffeProtoError,  # noqa: F401
                      CaffeShapeError, ConversionError, UnsupportedLayerError)
-from ._ext._caffe import LayerRunner, get_log_level, layer_types, set_log_level, set_random_seed
-from .caffenet import CaffeNet
-from .info import caffe_info
 
 __version__ = "0.1.0"
 
+# name -> (module, attribute): loaded on first access, so that pure-Python use never needs libcaffe.
+_LAZY = {
+    "CaffeNet": (".caffenet", "CaffeNet"),
+    "LayerRunner": ("._ext._caffe", "LayerRunner"),
+    "layer_types": ("._ext._caffe", "layer_types"),
+    "set_log_level": ("._ext._caffe", "set_log_level"),
+    "get_log_level": ("._ext._caffe", "get_log_level"),
+    "set_random_seed": ("._ext._caffe", "set_random_seed"),
+    "caffe_info": (".info", "caffe_info"),
+}
+
 __all__ = [
-    "CaffeNet", "LayerRunner", "caffe_info", "layer_types", "set_log_level", "get_log_level",
-    "set_random_seed", "CaffeError", "CaffeCheckError", "CaffeProtoError", "CaffeShapeError",
-    "CaffeIOError", "UnsupportedLayerError", "ConversionError",
-]
+    "convert", "import_model", "load_mean", "save_mean",
+    "CaffeError", "CaffeCheckError", "CaffeProtoError", "CaffeShapeError", "CaffeIOError",
+    "UnsupportedLayerError", "ConversionError",
+] + sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError("module 'gluon_caffe' has no attribute %r" % name)
+    module, attr = _LAZY[name]
+    try:
+        value = getattr(_importlib.import_module(module, __name__), attr)
+    except ImportError as e:
+        raise ImportError("gluon_caffe.%s needs the compiled libcaffe bridge, which failed to load (%s); "
+                          "run `make test` or scripts/setup.sh to build it" % (name, e)) from e
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 if _os.environ.get("GLUON_CAFFE_LOG"):
-    set_log_level(_os.environ["GLUON_CAFFE_LOG"])
+    __getattr__("set_log_level")(_os.environ["GLUON_CAFFE_LOG"])

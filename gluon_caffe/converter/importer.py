@@ -1,0 +1,413 @@
+"""Caffe prototxt + caffemodel -> MXNet Symbol + params (convert) -> Gluon SymbolBlock (import_model)."""
+
+import os
+import tempfile
+
+import mxnet as mx
+import numpy as np
+
+from ..errors import (CaffeError, ConversionError, UnsupportedLayerError,
+                      layer_context)
+from . import fallback as _fallback
+from .context import ConvertContext
+from .mean import mean_to_array
+from .passes import fuse_batch_norm
+from .proto import read_prototxt
+from .registry import DATA_TYPES, DROPPED_TYPES, get_translator
+from .upgrade import filter_phase, upgrade_net
+from .weights import read_weights
+
+__all__ = ["convert", "import_model", "convert_net", "ConvertedNet"]
+
+# Layers that commute with reversing the channel axis and hold no per-channel parameters.
+_FLIP_EQUIVARIANT = frozenset([
+    "ReLU", "ELU", "Sigmoid", "TanH", "AbsVal", "BNLL", "Power", "Exp", "Log", "Threshold",
+    "Clip", "Swish", "Dropout", "Split", "Pooling", "LRN", "MVN", "Softmax",
+])
+
+
+class ConvertedNet(object):
+    """A converted net: the symbol, its parameters and how Caffe's blobs map onto it.
+
+    Attributes
+    ----------
+    symbol : mxnet.symbol.Symbol
+        One output per Caffe output blob, in ``output_names`` order.
+    arg_params, aux_params : dict of str to mxnet.nd.NDArray
+    input_names : list of str
+        Caffe input blobs, in prototxt order (the symbol's data arguments).
+    input_shapes : dict of str to tuple
+        Shapes the prototxt (or ``input_shapes=``) gave for the inputs.
+    output_names : list of str
+        Caffe blobs that are net outputs, sorted by name as Caffe does.
+    blobs : dict of str to mxnet.symbol.Symbol
+        Every Caffe blob name -> the symbol holding its latest value.
+    """
+
+    def __init__(self, symbol, arg_params, aux_params, input_names, input_shapes, output_names, blobs):
+        self.symbol = symbol
+        self.arg_params = arg_params
+        self.aux_params = aux_params
+        self.input_names = input_names
+        self.input_shapes = input_shapes
+        self.output_names = output_names
+        self.blobs = blobs
+
+
+def _input_shapes_of(layer):
+    """Shapes declared by an Input (or data) layer for each of its tops (None where unknown)."""
+    tops = list(layer.top)
+    if layer.type == "Input":
+        shapes = [tuple(int(d) for d in s.dim) for s in layer.input_param.shape]
+        if len(shapes) == 1:
+            return shapes * len(tops)
+        if len(shapes) not in (0, len(tops)):
+            raise ConversionError("%s: input_param has %d shapes for %d tops"
+                                  % (layer_context(layer.name, layer.type), len(shapes), len(tops)))
+        return shapes or [None] * len(tops)
+    if layer.type == "DummyData" and len(layer.dummy_data_param.shape):
+        shapes = [tuple(int(d) for d in s.dim) for s in layer.dummy_data_param.shape]
+        return (shapes * len(tops))[:len(tops)] if len(shapes) == 1 else shapes
+    if layer.type == "MemoryData":
+        p = layer.memory_data_param
+        return [(p.batch_size, p.channels, p.height, p.width)] + [(p.batch_size,)] * (len(tops) - 1)
+    return [None] * len(tops)
+
+
+def _flip_blobs(layer, blobs, in_shape):
+    """Caffe blobs of ``layer`` permuted for a channel-reversed input, or None if it cannot be done."""
+    t = layer.type
+    rev = lambda a, ax: np.ascontiguousarray(np.flip(a, axis=ax))  # noqa: E731
+    if t == "BatchNorm":
+        return [rev(blobs[0], 0), rev(blobs[1], 0), blobs[2]]
+    if t in ("Scale", "Bias"):
+        p = layer.scale_param if t == "Scale" else layer.bias_param
+        if p.axis not in (1, -3) or blobs[0].ndim == 0 or blobs[0].size == 1:
+            return None if blobs[0].size != 1 else list(blobs)
+        return [rev(b, 0) for b in blobs]
+    if t == "PReLU":
+        return list(blobs) if layer.prelu_param.channel_shared else [rev(blobs[0], 0)]
+    if t == "Normalize":
+        return list(blobs) if layer.norm_param.channel_shared else [rev(blobs[0], 0)]
+    if t == "Convolution" and layer.convolution_param.group == 1:
+        return [rev(blobs[0], 1)] + list(blobs[1:])
+    if t == "Deconvolution" and layer.convolution_param.group == 1:
+        return [rev(blobs[0], 0)] + list(blobs[1:])
+    if t == "InnerProduct" and layer.inner_product_param.axis == 1 and in_shape is not None:
+        c = in_shape[1]
+        w = blobs[0]
+        if layer.inner_product_param.transpose:
+            return [rev(w.reshape((c, -1, w.shape[-1])), 0).reshape(w.shape)] + list(blobs[1:])
+        return [rev(w.reshape((w.shape[0], c, -1)), 1).reshape(w.shape)] + list(blobs[1:])
+    return None
+
+
+def convert_net(net, weights=None, mean=None, rgb=False, fuse=False, fallback=True, input_shapes=None):
+    """Translate an upgraded, phase-filtered V2 ``NetParameter`` (see :func:`convert`).
+
+    Returns
+    -------
+    ConvertedNet
+    """
+    if fuse:
+        net, weights = fuse_batch_norm(net, weights)
+    elif weights is not None:
+        weights = dict(weights)
+    ctx = ConvertContext(weights, {})
+    blobs, producer, available = {}, {}, set()
+    input_names, input_set = [], set()
+    flipped = set()
+    unmapped = []
+    arg_params, aux_params = {}, {}
+    mean_done = False
+    for layer in net.layer:
+        t = layer.type
+        where = layer_context(layer.name, t)
+        if t == "Input" or t in DATA_TYPES:
+            for top, shape in zip(layer.top, _input_shapes_of(layer)):
+                if top in blobs:
+                    raise ConversionError("%s: top %r is already produced by layer %r"
+                                          % (where, top, producer[top]))
+                if input_shapes and top in input_shapes:
+                    shape = tuple(input_shapes[top])
+                ctx.reserve(top)
+                if shape is not None:
+                    ctx.input_shapes[top] = shape
+                sym = mx.sym.var(top)
+                flip_input = rgb and shape is not None and len(shape) == 4 and shape[1] == 3
+                if mean is not None and not mean_done and shape is not None and len(shape) == 4:
+                    m = mean_to_array(mean, shape)
+                    if flip_input:
+                        # The mean is given in Caffe's (BGR) order and the input now comes as RGB.
+                        m = np.ascontiguousarray(m[:, ::-1])
+                    name = top + "_mean"
+                    arg_params[name] = m
+                    sym = mx.sym.broadcast_sub(sym, ctx.var(name, value=m), name=top + "_sub_mean")
+                    mean_done = True
+                if flip_input:
+                    if weights is None:
+                        sym = mx.sym.reverse(sym, axis=1, name=top + "_rgb2bgr")
+                    else:
+                        flipped.add(top)
+                blobs[top], producer[top] = sym, layer.name
+                input_names.append(top)
+                input_set.add(top)
+            continue
+        if t in DROPPED_TYPES:
+            continue
+        for b in layer.bottom:
+            if b not in blobs:
+                raise ConversionError("%s: bottom %r is not produced by any earlier layer" % (where, b))
+        if t == "Silence":
+            available.difference_update(layer.bottom)
+            continue
+        in_syms = [blobs[b] for b in layer.bottom]
+        out_flipped = False
+        if weights is not None and layer.name in weights:
+            layer_blobs = weights[layer.name]
+        else:
+            layer_blobs = None
+        fb = [i for i, b in enumerate(layer.bottom) if b in flipped]
+        if fb:
+            if t in _FLIP_EQUIVARIANT or (t == "Eltwise" and len(fb) == len(in_syms)):
+                out_flipped = True
+            else:
+                new = _flip_blobs(layer, layer_blobs, ctx.shape(in_syms[0])) if (
+                    layer_blobs is not None and len(in_syms) == 1) else None
+                if new is not None:
+                    weights[layer.name] = new
+                    out_flipped = t in ("BatchNorm", "Scale", "Bias", "PReLU", "Normalize")
+                else:
+                    # No weight absorbs the flip here: undo it explicitly on the flipped bottoms.
+                    for i in fb:
+                        in_syms[i] = mx.sym.reverse(in_syms[i], axis=1,
+                                                    name=ctx.op_name(layer, "bgr%d" % i))
+        translator = get_translator(t)
+        tr = None
+        try:
+            if translator is not None:
+                tr = translator(layer, in_syms, ctx)
+            if tr is None:
+                if not fallback:
+                    unmapped.append(layer)
+                    for top in layer.top:
+                        blobs[top] = mx.sym.var("__unmapped__" + top)
+                        producer[top] = layer.name
+                    continue
+                tr = _fallback.fallback(layer, in_syms, ctx, weights.get(layer.name) if weights else None)
+        except CaffeError:
+            raise
+        except mx.base.MXNetError as exc:
+            raise ConversionError("%s: %s" % (where, str(exc).strip().splitlines()[0])) from exc
+        if len(tr.outputs) != len(layer.top):
+            raise ConversionError("%s: translates to %d outputs but has %d tops"
+                                  % (where, len(tr.outputs), len(layer.top)))
+        for b in layer.bottom:
+            available.discard(b)
+        for top, out in zip(layer.top, tr.outputs):
+            if top in blobs and top not in layer.bottom:
+                raise ConversionError("%s: top %r is already produced by layer %r; only in-place "
+                                      "layers may reuse a blob name" % (where, top, producer[top]))
+            blobs[top], producer[top] = out, layer.name
+            available.add(top)
+            input_set.discard(top)
+            if out_flipped:
+                flipped.add(top)
+            else:
+                flipped.discard(top)
+        arg_params.update(tr.arg_params or {})
+        aux_params.update(tr.aux_params or {})
+    if unmapped:
+        names = ", ".join(layer_context(l.name, l.type) for l in unmapped)
+        types = sorted(set(l.type for l in unmapped))
+        raise UnsupportedLayerError("%d layer(s) have no native MXNet mapping (types: %s): %s"
+                                    % (len(unmapped), ", ".join(types), names))
+    output_names = sorted(b for b in available if b not in input_set)
+    if not output_names:
+        raise ConversionError("the net has no output blobs after dropping loss/accuracy layers")
+    outs = []
+    for name in output_names:
+        sym = blobs[name]
+        if name in flipped:
+            # An output still in RGB order (no weight absorbed the flip): give Caffe's order back.
+            sym = mx.sym.reverse(sym, axis=1, name=name + "_bgr")
+        outs.append(sym)
+    symbol = outs[0] if len(outs) == 1 else mx.sym.Group(outs)
+    arguments = set(symbol.list_arguments())
+    used_inputs = [n for n in input_names if n in arguments]
+    args = {k: mx.nd.array(v, dtype=np.float32) for k, v in arg_params.items() if k in arguments}
+    auxs = set(symbol.list_auxiliary_states())
+    aux = {k: mx.nd.array(v, dtype=np.float32) for k, v in aux_params.items() if k in auxs}
+    return ConvertedNet(symbol, args, aux, used_inputs,
+                        {k: v for k, v in ctx.input_shapes.items() if k in used_inputs},
+                        output_names, blobs)
+
+
+def _load(prototxt, caffemodel, phase):
+    net = read_prototxt(prototxt)
+    upgrade_net(net)
+    filter_phase(net, phase)
+    weights = read_weights(caffemodel) if caffemodel is not None else None
+    if weights is None and any(len(l.blobs) for l in net.layer):
+        # A binary NetParameter given as "prototxt" text is not possible, but a prototxt with
+        # inline blobs is: use them.
+        weights = {l.name: [_blob_array(b) for b in l.blobs] for l in net.layer if len(l.blobs)}
+    for l in net.layer:
+        l.ClearField("blobs")
+    return net, weights
+
+
+def _blob_array(blob):
+    from .weights import blob_to_array
+    return blob_to_array(blob)
+
+
+def _check_outputs(out_prefix, overwrite):
+    paths = [out_prefix + "-symbol.json", out_prefix + "-0000.params"]
+    directory = os.path.dirname(os.path.abspath(out_prefix))
+    if not os.path.isdir(directory):
+        raise ConversionError("cannot write outputs %r: directory %r does not exist" % (out_prefix, directory))
+    if not os.access(directory, os.W_OK):
+        raise ConversionError("cannot write outputs %r: directory %r is not writable" % (out_prefix, directory))
+    if not overwrite:
+        for p in paths:
+            if os.path.exists(p):
+                raise ConversionError("output %r already exists (pass overwrite=True to replace it)" % p)
+    return paths
+
+
+def _write_outputs(converted, paths, overwrite):
+    """Write symbol and params through temporary files renamed into place: no partial outputs."""
+    directory = os.path.dirname(os.path.abspath(paths[0]))
+    temps = []
+    try:
+        for p in paths:
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(p) + ".", suffix=".tmp")
+            os.close(fd)
+            temps.append(tmp)
+        converted.symbol.save(temps[0])
+        blob = {"arg:" + k: v for k, v in converted.arg_params.items()}
+        blob.update({"aux:" + k: v for k, v in converted.aux_params.items()})
+        mx.nd.save(temps[1], blob)
+        if not overwrite:
+            for p in paths:
+                if os.path.exists(p):
+                    raise ConversionError("output %r already exists (pass overwrite=True to replace it)" % p)
+        for tmp, p in zip(temps, paths):
+            os.replace(tmp, p)
+        temps = []
+    except OSError as exc:
+        raise ConversionError("cannot write outputs %r: %s" % (paths[0][:-len("-symbol.json")],
+                                                               exc.strerror or exc)) from exc
+    except mx.base.MXNetError as exc:
+        raise ConversionError("cannot write outputs %r: %s" % (paths[0][:-len("-symbol.json")],
+                                                               str(exc).splitlines()[0])) from exc
+    finally:
+        for tmp in temps:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def convert(prototxt, caffemodel=None, out_prefix=None, *, mean=None, rgb=False, fuse=False, fallback=True,
+            input_shapes=None, phase="test", overwrite=False, details=False):
+    """Convert a Caffe model to an MXNet symbol and parameters.
+
+    Parameters
+    ----------
+    prototxt : str or os.PathLike
+        Path of the net definition, or its text. V0/V1/V2 and train_val nets
+        (filtered by ``phase``) are accepted.
+    caffemodel : str or os.PathLike, optional
+        Path of the trained weights; without it only the symbol is built and
+        the parameter dicts are empty.
+    out_prefix : str, optional
+        Write ``PREFIX-symbol.json`` and ``PREFIX-0000.params`` (loadable with
+        ``mx.gluon.SymbolBlock.imports``). Written atomically: on any error
+        nothing is left behind.
+    mean : str, array-like or mxnet.nd.NDArray, optional
+        Subtract this mean from the first 4-D input inside the graph: a mean
+        ``.binaryproto`` path, a (C, H, W) image (center-cropped to the input
+        size as Caffe's test transform does) or per-channel values.
+    rgb : bool
+        Make the model take RGB input instead of Caffe's BGR by reversing the
+        channels of every weight that reads the input channels (the first
+        convolution and any per-channel layer before it; the mean too).
+        Where no weight can absorb the reversal an explicit reverse is added.
+    fuse : bool
+        Fold BatchNorm (+Scale) into the convolution before it.
+    fallback : bool
+        A layer with no native mapping becomes a CaffeLayer; with ``False``
+        every such layer is listed in one UnsupportedLayerError.
+    input_shapes : dict, optional
+        Input name -> shape, overriding (or supplying) the prototxt's.
+    phase : {"test", "train"}
+        Phase for include/exclude rules.
+    overwrite : bool
+        Replace existing output files.
+    details : bool
+        Return a :class:`ConvertedNet` instead of the 3-tuple.
+
+    Returns
+    -------
+    (symbol, arg_params, aux_params)
+        ``mx.sym.Symbol`` and two dicts of name -> ``mx.nd.NDArray``.
+
+    Raises
+    ------
+    CaffeProtoError
+        Malformed prototxt/caffemodel/mean (names the line/field or blob).
+    ConversionError
+        A layer cannot be converted as written (names the layer and field),
+        or the outputs cannot be written.
+    UnsupportedLayerError
+        ``fallback=False`` and some layers have no native mapping (all listed).
+    """
+    paths = _check_outputs(os.fspath(out_prefix), overwrite) if out_prefix is not None else None
+    net, weights = _load(prototxt, caffemodel, phase)
+    converted = convert_net(net, weights, mean=mean, rgb=rgb, fuse=fuse, fallback=fallback,
+                            input_shapes=input_shapes)
+    if paths is not None:
+        _write_outputs(converted, paths, overwrite)
+    if details:
+        return converted
+    return converted.symbol, converted.arg_params, converted.aux_params
+
+
+def import_model(prototxt, caffemodel=None, ctx=None, **options):
+    """Convert a Caffe model into a hybridizable ``mx.gluon.SymbolBlock``.
+
+    Parameters
+    ----------
+    prototxt, caffemodel
+        As for :func:`convert`.
+    ctx : mxnet.Context or list, optional
+        Where the parameters live; ``mx.cpu()`` by default.
+    **options
+        ``mean``, ``rgb``, ``fuse``, ``fallback``, ``input_shapes``, ``phase``
+        as for :func:`convert`.
+
+    Returns
+    -------
+    mxnet.gluon.SymbolBlock
+        Inputs named after the prototxt's input blobs, in prototxt order; one
+        output per Caffe output blob, sorted by name (Caffe's order). Without
+        a caffemodel the parameters are left uninitialized.
+    """
+    ctx = ctx or mx.cpu()
+    converted = convert(prototxt, caffemodel, details=True, **options)
+    inputs = [mx.sym.var(n) for n in converted.input_names]
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        block = mx.gluon.SymbolBlock(converted.symbol, inputs)
+    values = dict(converted.arg_params)
+    values.update(converted.aux_params)
+    params = block.collect_params()
+    if values:
+        for name, param in params.items():
+            if name in values:
+                param._load_init(values[name], ctx)
+    block.caffe_output_names = list(converted.output_names)
+    return block

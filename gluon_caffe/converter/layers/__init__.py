@@ -1,0 +1,1 @@
+"""Translators from Caffe layers to MXNet symbols, one module per family; importing registers them."""

@@ -1,0 +1,238 @@
+"""convert/import_model options (rgb, fuse, mean, fallback), weights reading, outputs and bad input."""
+
+import os
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import gluon_caffe
+from gluon_caffe.converter import convert, import_model, load_mean, save_mean
+from gluon_caffe.converter.proto import caffe_pb2, read_prototxt
+from gluon_caffe.converter.weights import _float16_raw_blob, read_weights
+from gluon_caffe.errors import CaffeProtoError, ConversionError, UnsupportedLayerError
+
+from helpers import net_text, randomize
+
+NET = net_text('''
+layer { name: "bn0" type: "BatchNorm" bottom: "data" top: "bn0" }
+layer { name: "sc0" type: "Scale" bottom: "bn0" top: "bn0" scale_param { bias_term: true } }
+layer { name: "conv1" type: "Convolution" bottom: "bn0" top: "conv1" convolution_param { num_output: 4 kernel_size: 3 } }
+layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "conv1" }
+layer { name: "sc1" type: "Scale" bottom: "conv1" top: "conv1" scale_param { bias_term: true } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "ip" type: "InnerProduct" bottom: "conv1" top: "ip" inner_product_param { num_output: 3 } }
+layer { name: "prob" type: "Softmax" bottom: "ip" top: "prob" }
+''', [("data", (2, 3, 8, 8))])
+X = np.random.RandomState(0).randn(2, 3, 8, 8).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    net = gluon_caffe.CaffeNet(NET)
+    randomize(net, np.random.RandomState(1))
+    path = str(tmp_path_factory.mktemp("m") / "w.caffemodel")
+    net.save(path)
+    return path, net.forward(data=X)["prob"]
+
+
+def _run(block, x):
+    return block(mx.nd.array(x)).asnumpy()
+
+
+def test_regression_softmax_has_no_label_argument_and_files_load_with_plain_mxnet(model, tmp_path):
+    path, ref = model
+    prefix = str(tmp_path / "m")
+    sym, args, aux = convert(NET, path, prefix)
+    assert sym.list_arguments()[0] == "data" and not any("label" in a for a in sym.list_arguments())
+    block = mx.gluon.SymbolBlock.imports(prefix + "-symbol.json", ["data"], prefix + "-0000.params")
+    np.testing.assert_allclose(_run(block, X), ref, atol=1e-5)
+    with pytest.raises(ConversionError, match="already exists"):
+        convert(NET, path, prefix)
+    convert(NET, path, prefix, overwrite=True)
+
+
+def test_regression_rgb_swaps_input_batchnorm_too(model):
+    path, ref = model
+    block = import_model(NET, path, rgb=True)
+    np.testing.assert_allclose(_run(block, X[:, ::-1]), ref, atol=1e-5)
+    assert "bn0_moving_mean" in block.collect_params()
+
+
+def test_fuse_folds_batchnorm_and_scale(model):
+    path, ref = model
+    sym, args, aux = convert(NET, path, fuse=True)
+    assert "bn1_moving_mean" not in aux and "conv1_bias" in args
+    block = import_model(NET, path, fuse=True)
+    np.testing.assert_allclose(_run(block, X), ref, atol=1e-5)
+
+
+def test_mean_file_round_trip_and_subtraction(model, tmp_path):
+    path, _ = model
+    mean = np.random.RandomState(2).rand(3, 10, 10).astype(np.float32) * 100
+    for legacy in (True, False):
+        f = str(tmp_path / ("m%d.binaryproto" % legacy))
+        save_mean(f, mean, legacy=legacy)
+        got = load_mean(f)
+        assert isinstance(got, mx.nd.NDArray) and got.shape == (3, 10, 10)
+        np.testing.assert_array_equal(got.asnumpy(), mean)
+        np.testing.assert_array_equal(load_mean(f, rgb=True).asnumpy(), mean[::-1])
+    block = import_model(NET, path, mean=f)
+    net = gluon_caffe.CaffeNet(NET, path)
+    ref = net.forward(data=X - mean[None, :, 1:9, 1:9])["prob"]
+    np.testing.assert_allclose(_run(block, X), ref, atol=1e-5)
+
+
+def test_bad_mean_file(tmp_path):
+    f = tmp_path / "bad.binaryproto"
+    f.write_bytes(b"\x0a\x05abc")
+    with pytest.raises(CaffeProtoError, match="bad.binaryproto"):
+        load_mean(str(f))
+    blob = caffe_pb2.BlobProto(num=1, channels=3, height=2, width=2)
+    blob.data.extend([1.0] * 5)
+    f.write_bytes(blob.SerializeToString())
+    with pytest.raises(CaffeProtoError, match="5 values"):
+        load_mean(str(f))
+
+
+def test_regression_fp16_raw_data_blobs(tmp_path):
+    w = np.random.RandomState(3).randn(4, 3, 3, 3).astype(np.float16)
+    b = np.random.RandomState(4).randn(4).astype(np.float16)
+    net = caffe_pb2.NetParameter()
+    layer = net.layer.add(name="c", type="Convolution")
+    layer.blobs.add().CopyFrom(_float16_raw_blob(w))
+    layer.blobs.add().CopyFrom(_float16_raw_blob(b))
+    f = str(tmp_path / "fp16.caffemodel")
+    with open(f, "wb") as fh:
+        fh.write(net.SerializeToString())
+    got = read_weights(f)["c"]
+    np.testing.assert_array_equal(got[0], w.astype(np.float32))
+    text = net_text('layer { name: "c" type: "Convolution" bottom: "data" top: "c" '
+                    'convolution_param { num_output: 4 kernel_size: 3 } }')
+    sym, args, _ = convert(text, f)
+    np.testing.assert_array_equal(args["c_weight"].asnumpy(), w.astype(np.float32))
+
+
+def test_v1_prototxt_and_legacy_inputs(model):
+    text = '''name: "v1" input: "data" input_dim: 2 input_dim: 3 input_dim: 8 input_dim: 8
+layers { name: "conv1" type: CONVOLUTION bottom: "data" top: "conv1" convolution_param { num_output: 4 kernel_size: 3 } }
+layers { name: "relu1" type: RELU bottom: "conv1" top: "conv1" }
+layers { name: "loss" type: SOFTMAX_LOSS bottom: "conv1" bottom: "label" top: "loss" include { phase: TRAIN } }'''
+    net = gluon_caffe.CaffeNet(text)
+    randomize(net, np.random.RandomState(5))
+    block_ref = net.forward(data=X)["conv1"]
+    import tempfile
+    f = os.path.join(tempfile.mkdtemp(), "v1.caffemodel")
+    net.save(f)
+    np.testing.assert_allclose(_run(import_model(text, f), X), block_ref, atol=1e-5)
+
+
+def test_unknown_layers_all_listed_with_fallback_off():
+    text = net_text('layer { name: "a" type: "NoSuchLayer" bottom: "data" top: "a" }\n'
+                    'layer { name: "r" type: "ReLU" bottom: "a" top: "r" }\n'
+                    'layer { name: "b" type: "OtherUnknown" bottom: "r" top: "b" }')
+    with pytest.raises(UnsupportedLayerError) as info:
+        convert(text, fallback=False)
+    assert "'a' (NoSuchLayer)" in str(info.value) and "'b' (OtherUnknown)" in str(info.value)
+    with pytest.raises(UnsupportedLayerError, match="'a' \\(NoSuchLayer\\)"):
+        convert(text)
+
+
+def test_malformed_prototxt_names_line_and_layer():
+    text = net_text('layer { name: "c" type: "Convolution" bottom: "data" top: "c"\n'
+                    '  convolution_param { num_output: 4 kernel_sise: 3 } }')
+    with pytest.raises(CaffeProtoError, match=r"line 4 column .*in layer 'c'.*kernel_sise"):
+        read_prototxt(text)
+    with pytest.raises(CaffeProtoError, match="line"):
+        read_prototxt('layer { name: "x" ')
+
+
+def test_missing_weights_and_shape_mismatch(model, tmp_path):
+    path, _ = model
+    extra = NET + 'layer { name: "ip2" type: "InnerProduct" bottom: "prob" top: "ip2" inner_product_param { num_output: 2 } }'
+    with pytest.raises(ConversionError, match="'ip2' \\(InnerProduct\\): the caffemodel has no weights"):
+        convert(extra, path)
+    wrong = NET.replace("num_output: 4 kernel_size: 3", "num_output: 5 kernel_size: 3")
+    with pytest.raises(ConversionError, match=r"'conv1' \(Convolution\): blobs\[0\] \(weight\).*num_output=5"):
+        convert(wrong, path, str(tmp_path / "out"))
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_truncated_caffemodel(model, tmp_path):
+    path, _ = model
+    data = open(path, "rb").read()
+    cut = str(tmp_path / "cut.caffemodel")
+    with open(cut, "wb") as f:
+        f.write(data[:len(data) * 2 // 3])
+    with pytest.raises(CaffeProtoError, match="truncated"):
+        convert(NET, cut, str(tmp_path / "out"))
+    assert os.listdir(str(tmp_path)) == ["cut.caffemodel"]
+
+
+def test_unwritable_output(model, tmp_path):
+    path, _ = model
+    with pytest.raises(ConversionError, match="does not exist"):
+        convert(NET, path, str(tmp_path / "nodir" / "m"))
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.chmod(str(ro), 0o500)
+    try:
+        if os.access(str(ro), os.W_OK):  # running as root: permissions do not stop us
+            return  # root writes anywhere; the missing-directory case above still ran
+        else:
+            with pytest.raises(ConversionError, match="not writable"):
+                convert(NET, path, str(ro / "m"))
+    finally:
+        os.chmod(str(ro), 0o700)
+
+
+def test_duplicate_top_is_an_error():
+    text = net_text('layer { name: "a" type: "ReLU" bottom: "data" top: "x" }\n'
+                    'layer { name: "b" type: "TanH" bottom: "data" top: "x" }')
+    with pytest.raises(ConversionError, match="'b' \\(TanH\\): top 'x' is already produced by layer 'a'"):
+        convert(text)
+
+
+def test_train_val_phase_filtering_drops_data_and_loss():
+    text = '''name: "tv"
+layer { name: "d" type: "Data" top: "data" top: "label" include { phase: TRAIN } data_param { source: "x" batch_size: 2 } }
+layer { name: "i" type: "Input" top: "data" include { phase: TEST } input_param { shape { dim: 2 dim: 3 dim: 8 dim: 8 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 3 } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" include { phase: TRAIN } }
+layer { name: "acc" type: "Accuracy" bottom: "ip" bottom: "label" top: "acc" exclude { phase: TRAIN } }'''
+    conv = convert(text, details=True)
+    assert conv.input_names == ["data"] and conv.output_names == ["ip"]
+
+
+def test_permute_matches_caffe_rule():
+    text = net_text('layer { name: "p" type: "Permute" bottom: "data" top: "p" permute_param { order: 0 order: 2 } }')
+    block = import_model(text)
+    np.testing.assert_array_equal(_run(block, X), X.transpose(0, 2, 1, 3))
+
+
+def test_converter_works_without_libcaffe(tmp_path):
+    # The converter is pure Python by design: with the bridge unimportable it must still convert.
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent('''
+        import sys
+        sys.modules["gluon_caffe._ext._caffe"] = None   # any import of the bridge now fails
+        import numpy as np, mxnet as mx
+        import gluon_caffe as gc
+        net = """input: "data" input_shape { dim: 1 dim: 2 dim: 3 dim: 3 }
+        layer { name: "r" type: "ReLU" bottom: "data" top: "r" }"""
+        sym, args, aux = gc.convert(net)
+        block = gc.import_model(net)
+        x = mx.nd.array(np.array([-1.0, 2.0] * 9).reshape(1, 2, 3, 3))
+        assert (block(x).asnumpy() == np.maximum(x.asnumpy(), 0)).all()
+        try:
+            gc.CaffeNet
+        except ImportError as e:
+            assert "libcaffe bridge" in str(e), e
+            print("OK")
+    ''')
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "OK"
