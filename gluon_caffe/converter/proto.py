@@ -139,23 +139,20 @@ def read_caffemodel(caffemodel):
     CaffeProtoError
         The bytes are not a NetParameter (truncated or another format).
     """
-    raw = _read_bytes(caffemodel, "caffemodel")
-    net = caffe_pb2.NetParameter()
-    try:
-        net.ParseFromString(raw)
-    except DecodeError as exc:
-        raise CaffeProtoError("caffemodel %r is truncated or not a Caffe NetParameter: %s"
-                              % (os.fspath(caffemodel), exc)) from None
-    return net
+    return _parse_binary(caffemodel, caffe_pb2.NetParameter, "caffemodel")
 
 
 def read_blobproto(path):
     """Parse a binary ``BlobProto`` file (a mean ``.binaryproto``)."""
-    raw = _read_bytes(path, "binaryproto")
-    blob = caffe_pb2.BlobProto()
+    return _parse_binary(path, caffe_pb2.BlobProto, "binaryproto")
+
+
+def _parse_binary(path, message_class, what):
+    """Parse file `path` as a binary `message_class`; a decode failure names the file and the type."""
+    message = message_class()
     try:
-        blob.ParseFromString(raw)
+        message.ParseFromString(_read_bytes(path, what))
     except DecodeError as exc:
-        raise CaffeProtoError("binaryproto %r is truncated or not a Caffe BlobProto: %s"
-                              % (os.fspath(path), exc)) from None
-    return blob
+        raise CaffeProtoError("%s %r is truncated or not a Caffe %s: %s"
+                              % (what, os.fspath(path), message_class.__name__, exc)) from None
+    return message
