@@ -88,6 +88,9 @@ extensions = [
     Extension(
         "gluon_caffe._ext._caffe",
         sources=["gluon_caffe/_ext/_caffe.pyx"],
+        # Relink when libcaffe changes (a new patch id is a new prefix, hence a new file).
+        depends=["gluon_caffe/_ext/bridge.hpp", "gluon_caffe/_ext/libcaffe.pxd",
+                 os.path.join(PREFIX, "lib", "libcaffe.so"), os.path.join(PREFIX, "gluon_caffe_patch_id")],
         language="c++",
         include_dirs=[os.path.join(HERE, "gluon_caffe", "_ext"), os.path.join(PREFIX, "include"),
                       numpy.get_include()],

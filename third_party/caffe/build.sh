@@ -13,15 +13,29 @@ version=1.0.0+git20180821.99bd997-8
 upstream=${version%-*}
 jobs=${GLUON_CAFFE_JOBS:-$(nproc)}
 
-# The patch id names the build: Debian version + our patches + this script's flags.
-patch_id=$( (echo "$version"; cat "$here"/patches/*.patch "$here/build.sh") | sha256sum | cut -c1-12)
+# What the build is: CPU-only, Python layers off, OpenCV + LMDB + LevelDB on.
+cmake_flags=(
+  -DCMAKE_BUILD_TYPE=Release -DCPU_ONLY=ON -DUSE_CUDNN=OFF -DUSE_NCCL=OFF
+  -DBUILD_python=OFF -DBUILD_python_layer=OFF -DBUILD_matlab=OFF -DBUILD_docs=OFF
+  -DUSE_OPENCV=ON -DUSE_LMDB=ON -DUSE_LEVELDB=ON -DBLAS=Open -DBUILD_SHARED_LIBS=ON
+)
+# The patch id names the build: Debian version + our patches + the flags.
+patch_id=$( (echo "$version"; cat "$here"/patches/*.patch; echo "${cmake_flags[*]}") | sha256sum | cut -c1-12)
 prefix="$cache/libcaffe-$patch_id"
 if [ -f "$prefix/.complete" ]; then
   echo "$prefix"
   exit 0
 fi
 
+# One build at a time per cache (setup.py and the Makefile may both get here).
 mkdir -p "$cache/src"
+exec 9>"$cache/build.lock"
+flock 9
+if [ -f "$prefix/.complete" ]; then
+  echo "$prefix"
+  exit 0
+fi
+
 pristine="$cache/src/caffe-$upstream"
 if [ ! -d "$pristine" ]; then
   # `apt-get source` runs dpkg-source -x, which applies Debian's own patch series.
@@ -31,7 +45,7 @@ if [ ! -d "$pristine" ]; then
 fi
 
 work="$cache/build-$patch_id"
-rm -rf "$work"
+rm -rf "$work" "$work.src"
 cp -a "$pristine" "$work.src"
 for p in "$here"/patches/*.patch; do
   echo "applying $(basename "$p")" >&2
@@ -44,12 +58,8 @@ cmake_bin=/usr/bin/cmake
 mkdir -p "$work"
 (
   cd "$work"
-  "$cmake_bin" "$work.src" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 \
-    -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$prefix" \
-    -DCPU_ONLY=ON -DUSE_CUDNN=OFF -DUSE_NCCL=OFF \
-    -DBUILD_python=OFF -DBUILD_python_layer=OFF -DBUILD_matlab=OFF -DBUILD_docs=OFF \
-    -DUSE_OPENCV=ON -DUSE_LMDB=ON -DUSE_LEVELDB=ON -DBLAS=Open \
-    -DBUILD_SHARED_LIBS=ON >&2
+  "$cmake_bin" "$work.src" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 -DCMAKE_INSTALL_PREFIX="$prefix" \
+    "${cmake_flags[@]}" >&2
   make -j"$jobs" caffe caffe.bin >&2
   make install >&2
 )
