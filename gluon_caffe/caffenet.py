@@ -118,11 +118,15 @@ class CaffeNet:
     def backward(self, **top_diffs):
         """Backward from the given output gradients (by blob name) after :meth:`forward`.
 
-        Loss layers seed their own gradient. Returns every blob's diff by name (copies);
-        parameter gradients are in :meth:`param_diffs`. Bottom gradients of the inputs are
-        computed only when the prototxt says ``force_backward: true``.
+        Loss layers seed their own gradient (their loss weight); other outputs not given get a
+        zero gradient. Returns every blob's diff by name (copies); parameter gradients are in
+        :meth:`param_diffs`. Bottom gradients of the inputs are computed only when the prototxt
+        says ``force_backward: true``.
         """
         self._net.clear_diffs()
+        for name in self.outputs:
+            if name not in top_diffs and self._net.blob_loss_weight(name) == 0:
+                self._net.blob(name, diff=True)[...] = 0
         for name, value in top_diffs.items():
             target = self._net.blob(name, diff=True)
             value = np.asarray(value, dtype=self.dtype)

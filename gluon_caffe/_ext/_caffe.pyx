@@ -8,7 +8,7 @@ import numpy as np
 
 cimport numpy as cnp
 from cpython.ref cimport PyObject, Py_INCREF
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 from libcpp cimport bool
 from libcpp.string cimport string
 from libcpp.vector cimport vector
@@ -276,7 +276,8 @@ cdef class LayerRunner:
                 raise _errors.CaffeShapeError(
                     "layer %r (%s): %s %d has dtype %s, the layer computes in %s"
                     % (self.name, self.type, what, i, arr.dtype, self.dtype))
-            out.append(np.ascontiguousarray(arr))
+            # ascontiguousarray would turn a loss layer's 0-d output into shape (1,).
+            out.append(arr if arr.flags.c_contiguous else np.ascontiguousarray(arr).reshape(arr.shape))
         return out
 
     def forward(self, *bottoms):
@@ -343,6 +344,123 @@ cdef class LayerRunner:
             with nogil:
                 self.runner.backward(bvec, tvec, tdvec, bdvec, down)
         return diffs
+
+    # -------------------------------------------------------------- for gluon_caffe.nn
+    def allow_backward(self, int bottom):
+        """Can Caffe compute a gradient for input `bottom`? Loss layers refuse their labels."""
+        return self.runner.allow_force_backward(bottom)
+
+    @property
+    def param_lr_mults(self):
+        """Per parameter blob, lr_mult as the layer sees it after setup (BatchNorm: 0 for its statistics)."""
+        return [self.runner.param_lr_mult(i) for i in range(self.runner.num_params())]
+
+    @property
+    def param_decay_mults(self):
+        """Per parameter blob, decay_mult as the layer sees it after setup."""
+        return [self.runner.param_decay_mult(i) for i in range(self.runner.num_params())]
+
+    cdef int _check_sizes(self, what, sizes, Shapes actual) except -1:
+        cdef size_t i, j
+        cdef long count
+        if len(sizes) != actual.size():
+            raise _errors.CaffeShapeError("layer %r (%s): expected %d %s, got %d"
+                                          % (self.name, self.type, actual.size(), what, len(sizes)))
+        for i in range(actual.size()):
+            count = 1
+            for j in range(actual[i].size()):
+                count *= actual[i][j]
+            if sizes[i] != count:
+                raise _errors.CaffeShapeError(
+                    "layer %r (%s): %s %d holds %d elements, Caffe's blob holds %d"
+                    % (self.name, self.type, what, i, sizes[i], count))
+        return 0
+
+    cdef int _set_params(self, param_ptrs, param_diff_ptrs, zero_diffs) except -1:
+        """Borrow every parameter blob's memory for one call (and zero diffs where asked)."""
+        cdef int n = self.runner.num_params()
+        cdef Shapes shapes = self.runner.param_shapes()
+        cdef size_t itemsize = self.dtype.itemsize
+        cdef long count
+        cdef size_t addr
+        if len(param_ptrs) != n:
+            raise _errors.CaffeShapeError("layer %r (%s): expected %d parameter blobs, got %d"
+                                          % (self.name, self.type, n, len(param_ptrs)))
+        for i in range(n):
+            addr = param_ptrs[i]
+            if addr == 0:
+                raise _errors.CaffeError("layer %r (%s): parameter blob %d has no memory"
+                                         % (self.name, self.type, i))
+            self.runner.set_param_data(i, <void*>addr)
+        if param_diff_ptrs is None:
+            return 0
+        for i in range(n):
+            addr = param_diff_ptrs[i]
+            self.runner.set_param_propagate_down(i, addr != 0)
+            if addr == 0:
+                continue
+            self.runner.set_param_diff(i, <void*>addr)
+            if zero_diffs[i]:
+                count = 1
+                for d in shapes[i]:
+                    count *= d
+                memset(<void*>addr, 0, count * itemsize)
+        return 0
+
+    def forward_ptrs(self, bottom_shapes, bottom_ptrs, top_ptrs, top_sizes, param_ptrs):
+        """Forward on raw memory: the zero-copy path of gluon_caffe.nn's operator.
+
+        Every address must point at C-contiguous memory of the runner's dtype that stays valid
+        for the call; `top_sizes` are the element counts the caller allocated (checked against
+        Caffe's top shapes); parameter blobs borrow `param_ptrs` for the call. Returns the loss.
+        """
+        cdef Shapes shapes = _to_shapes(bottom_shapes)
+        cdef vector[void*] bvec, tvec
+        cdef double loss
+        cdef size_t addr
+        for addr in bottom_ptrs:
+            bvec.push_back(<void*>addr)
+        for addr in top_ptrs:
+            tvec.push_back(<void*>addr)
+        with self._lock:
+            if not self.runner.is_set_up():
+                raise _errors.CaffeError("layer %r (%s): call setup() before forward"
+                                         % (self.name, self.type))
+            self._check_sizes("outputs", top_sizes, self.runner.reshape(shapes))
+            self._set_params(param_ptrs, None, None)
+            with nogil:
+                loss = self.runner.forward(bvec, tvec)
+        return loss
+
+    def backward_ptrs(self, bottom_shapes, bottom_ptrs, top_ptrs, top_diff_ptrs, bottom_diff_ptrs,
+                      param_ptrs, param_diff_ptrs, zero_param_diffs):
+        """Backward on raw memory (see :meth:`forward_ptrs`).
+
+        A 0 in `bottom_diff_ptrs` skips that input; a 0 in `param_diff_ptrs` skips that blob's
+        gradient. Parameter gradients land in `param_diff_ptrs`, zeroed first where
+        `zero_param_diffs` says so and otherwise added to, as Caffe accumulates.
+        """
+        cdef Shapes shapes = _to_shapes(bottom_shapes)
+        cdef vector[void*] bvec, tvec, tdvec, bdvec
+        cdef vector[bool] down
+        cdef size_t addr
+        for addr in bottom_ptrs:
+            bvec.push_back(<void*>addr)
+        for addr in top_ptrs:
+            tvec.push_back(<void*>addr)
+        for addr in top_diff_ptrs:
+            tdvec.push_back(<void*>addr)
+        for addr in bottom_diff_ptrs:
+            bdvec.push_back(<void*>addr if addr else NULL)
+            down.push_back(addr != 0)
+        with self._lock:
+            if not self.runner.is_set_up():
+                raise _errors.CaffeError("layer %r (%s): call setup() before backward"
+                                         % (self.name, self.type))
+            self.runner.reshape(shapes)
+            self._set_params(param_ptrs, param_diff_ptrs, zero_param_diffs)
+            with nogil:
+                self.runner.backward(bvec, tvec, tdvec, bdvec, down)
 
     def __repr__(self):
         return "<LayerRunner %r (%s) %s %s>" % (self.name, self.type, self.dtype, self.phase)
@@ -430,7 +548,12 @@ cdef class NetRunner:
         return loss
 
     def clear_diffs(self):
+        """Zero the parameter gradients (blob diffs are left to the layers)."""
         self.net.clear_diffs()
+
+    def blob_loss_weight(self, name):
+        """The loss weight Caffe gives blob `name` (nonzero for loss outputs)."""
+        return self.net.blob_loss_weight(_bytes(name))
 
     def backward(self):
         with self._lock:

@@ -5,6 +5,7 @@
 
 #include <Python.h>
 
+#include <algorithm>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -373,6 +374,10 @@ class LayerRunner {
   virtual void backward(const vector<void*>& bottoms, const vector<void*>& tops,
                         const vector<void*>& top_diffs, const vector<void*>& bottom_diffs,
                         const vector<bool>& propagate_down) = 0;
+  // For gluon_caffe.nn: what the layer itself says about its blobs and bottoms.
+  virtual bool allow_force_backward(int bottom) const = 0;
+  virtual double param_lr_mult(int i) const = 0;
+  virtual double param_decay_mult(int i) const = 0;
 };
 
 template <typename Dtype>
@@ -497,6 +502,7 @@ class LayerRunnerT : public LayerRunner {
         tops_[i]->set_cpu_data(static_cast<Dtype*>(tops[i]));
       }
     }
+    park_diffs();
     Dtype loss;
     try {
       loss = layer_->Forward(bottom_vec_, top_vec_);
@@ -534,6 +540,13 @@ class LayerRunnerT : public LayerRunner {
     }
     for (size_t i = 0; i < bottom_diffs.size(); ++i) {
       if (down[i] && !shares_diff_with_top(*bottoms_[i])) {
+        // What Forward left in the diff (HingeLoss keeps its margins there) is what Backward
+        // expects to find, as it would in a Net; untouched diffs read as zero.
+        if (i < bottom_stash_.size() && bottoms_[i]->cpu_diff() == bottom_stash_[i].data()) {
+          std::memcpy(bottom_diffs[i], bottom_stash_[i].data(), bottoms_[i]->count() * sizeof(Dtype));
+        } else {
+          std::memset(bottom_diffs[i], 0, bottoms_[i]->count() * sizeof(Dtype));
+        }
         bottoms_[i]->set_cpu_diff(static_cast<Dtype*>(bottom_diffs[i]));
       }
     }
@@ -549,6 +562,20 @@ class LayerRunnerT : public LayerRunner {
         std::memcpy(bottom_diffs[i], got, bottoms_[i]->count() * sizeof(Dtype));
       }
     }
+  }
+
+  // Loss layers refuse gradients for their label bottoms (Caffe LOG(FATAL)s otherwise).
+  bool allow_force_backward(int bottom) const override {
+    return layer_->AllowForceBackward(bottom);
+  }
+  // The layer's own view after SetUp: BatchNorm adds lr_mult 0 for its statistics.
+  double param_lr_mult(int i) const override {
+    const caffe::LayerParameter& p = layer_->layer_param();
+    return i < p.param_size() ? p.param(i).lr_mult() : 1.0;
+  }
+  double param_decay_mult(int i) const override {
+    const caffe::LayerParameter& p = layer_->layer_param();
+    return i < p.param_size() ? p.param(i).decay_mult() : 1.0;
   }
 
  private:
@@ -573,6 +600,23 @@ class LayerRunnerT : public LayerRunner {
     }
     return false;
   }
+  // Forward may write diffs (HingeLoss stores its margins in the bottom diff): point every diff
+  // at memory the runner owns, never at a caller's array from an earlier call that may be freed.
+  // A top's diff holds its loss weight, as Layer::SetLossWeights left it (Forward's loss uses it).
+  void park_diffs() {
+    park(bottoms_, &bottom_stash_, false);
+    park(tops_, &top_stash_, true);
+  }
+  void park(const vector<std::unique_ptr<caffe::Blob<Dtype> > >& blobs,
+            vector<vector<Dtype> >* stash, bool tops) {
+    stash->resize(blobs.size());
+    for (size_t i = 0; i < blobs.size(); ++i) {
+      vector<Dtype>& v = (*stash)[i];
+      size_t n = std::max(blobs[i]->count(), 1);
+      if (v.size() != n) v.assign(n, tops ? Dtype(layer_->loss(i)) : Dtype(0));
+      if (blobs[i]->cpu_diff() != v.data()) blobs[i]->set_cpu_diff(v.data());
+    }
+  }
   void refresh_vecs() {
     bottom_vec_.clear();
     top_vec_.clear();
@@ -584,6 +628,7 @@ class LayerRunnerT : public LayerRunner {
   boost::shared_ptr<caffe::Layer<Dtype> > layer_;
   vector<std::unique_ptr<caffe::Blob<Dtype> > > bottoms_, tops_;
   vector<caffe::Blob<Dtype>*> bottom_vec_, top_vec_;
+  vector<vector<Dtype> > bottom_stash_, top_stash_;
   bool set_up_ = false;
 };
 
@@ -604,6 +649,7 @@ class NetRunner {
   virtual void reshape() = 0;
   virtual double forward() = 0;
   virtual void clear_diffs() = 0;
+  virtual double blob_loss_weight(const string& blob) const = 0;
   virtual void backward() = 0;
   virtual int num_params(const string& layer) const = 0;
   virtual vector<int> param_shape(const string& layer, int i) const = 0;
@@ -652,9 +698,16 @@ class NetRunnerT : public NetRunner {
     net_->Forward(&loss);
     return loss;
   }
-  void clear_diffs() override {
-    for (auto& b : net_->blobs()) caffe::caffe_set(b->count(), Dtype(0), b->mutable_cpu_diff());
-    net_->ClearParamDiffs();
+  // Only the parameter gradients: blob diffs hold what layers left for Backward (a loss
+  // top's loss weight, HingeLoss's margins) and Backward overwrites the rest.
+  void clear_diffs() override { net_->ClearParamDiffs(); }
+  double blob_loss_weight(const string& blob) const override {
+    blob_(blob);  // raises for an unknown name
+    const vector<string>& names = net_->blob_names();
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == blob) return net_->blob_loss_weights()[i];
+    }
+    return 0;
   }
   void backward() override {
     ensure_cpu_mode();

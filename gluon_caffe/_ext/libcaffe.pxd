@@ -69,6 +69,9 @@ cdef extern from "bridge.hpp" namespace "gcb" nogil:
         double forward(const vector[void*]&, const vector[void*]&) except +translate_exception
         void backward(const vector[void*]&, const vector[void*]&, const vector[void*]&,
                       const vector[void*]&, const vector[bool]&) except +translate_exception
+        bool allow_force_backward(int)
+        double param_lr_mult(int)
+        double param_decay_mult(int)
 
     cdef cppclass NetRunner:
         string name()
@@ -84,6 +87,7 @@ cdef extern from "bridge.hpp" namespace "gcb" nogil:
         void reshape() except +translate_exception
         double forward() except +translate_exception
         void clear_diffs() except +translate_exception
+        double blob_loss_weight(const string&) except +translate_exception
         void backward() except +translate_exception
         int num_params(const string&) except +translate_exception
         vector[int] param_shape(const string&, int) except +translate_exception

@@ -148,3 +148,38 @@ def test_log_level_switch():
     assert gc.get_log_level() is None
     with pytest.raises(ValueError):
         gc.set_log_level("LOUD")
+
+
+LOSS_NET = '''force_backward: true
+layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 4 dim: 3 } } }
+layer { name: "y" type: "Input" top: "y" input_param { shape { dim: 4 } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "x" bottom: "y" top: "loss" }
+'''
+
+
+def test_loss_net_backward_seeds_its_own_gradient(rng):
+    net = gc.CaffeNet(LOSS_NET)
+    x = rng.standard_normal((4, 3)).astype("f4")
+    y = np.array([0, 2, 1, 2], "f4")
+    p = np.exp(x - x.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    loss = net.forward(x=x, y=y)["loss"]
+    assert_close(loss, -np.log(p[np.arange(4), y.astype(int)]).mean(), 1e-6, "loss")
+    for _ in range(2):  # twice: a second backward must not lose the loss weight
+        dx = net.backward()["x"]
+        onehot = np.eye(3)[y.astype(int)]
+        assert_close(dx, (p - onehot) / 4, 1e-6, "dloss/dx")
+
+
+def test_layer_runner_backward_through_a_loss_layer(rng):
+    layer = gc.LayerRunner('layer { type: "SoftmaxWithLoss" }')
+    layer.setup([(4, 3), (4,)])
+    x = rng.standard_normal((4, 3)).astype("f4")
+    y = np.array([1, 0, 2, 2], "f4")
+    loss, = layer.forward(x, y)
+    assert loss.shape == ()
+    dx, dy = layer.backward([x, y], [loss], [np.ones((), "f4")], propagate_down=[True, False])
+    assert dy is None
+    ref = gc.CaffeNet(LOSS_NET)
+    ref.forward(x=x, y=y)
+    assert_close(dx, ref.backward()["x"], 1e-6, "runner vs net")
