@@ -14,11 +14,24 @@ import os as _os
 # mxnet first: it carries its own protobuf-lite and must not bind to libcaffe's libprotobuf.
 import mxnet as _mx  # noqa: F401
 
+from . import data
 from .converter import convert, import_model, load_mean, save_mean
+# verify() loads libcaffe only when called; importing it eagerly keeps gc.verify the function
+# even after `import gluon_caffe.verify` (the submodule would otherwise shadow it).
+from .verify import verify
 from .errors import (CaffeCheckError, CaffeError, CaffeIOError, CaffeProtoError,  # noqa: F401
                      CaffeShapeError, ConversionError, UnsupportedLayerError)
 
 __version__ = "0.1.0"
+
+# Caffe layers as Gluon blocks and symbols. Importing them registers the `gluon_caffe.CaffeOp`
+# operator, which `SymbolBlock.imports` of an exported net needs; without the bridge the converter
+# still works and `gc.nn` / `gc.sym` explain what is missing when touched.
+try:
+    from . import nn, sym
+    from .nn import CaffeLayer, CaffeLossBlock
+except ImportError:
+    pass
 
 # name -> (module, attribute): loaded on first access, so that pure-Python use never needs libcaffe.
 _LAZY = {
@@ -29,10 +42,14 @@ _LAZY = {
     "get_log_level": ("._ext._caffe", "get_log_level"),
     "set_random_seed": ("._ext._caffe", "set_random_seed"),
     "caffe_info": (".info", "caffe_info"),
+    "nn": (".nn", None),
+    "sym": (".sym", None),
+    "CaffeLayer": (".nn", "CaffeLayer"),
+    "CaffeLossBlock": (".nn", "CaffeLossBlock"),
 }
 
 __all__ = [
-    "convert", "import_model", "load_mean", "save_mean",
+    "data", "convert", "import_model", "load_mean", "save_mean", "verify",
     "CaffeError", "CaffeCheckError", "CaffeProtoError", "CaffeShapeError", "CaffeIOError",
     "UnsupportedLayerError", "ConversionError",
 ] + sorted(_LAZY)
@@ -43,7 +60,9 @@ def __getattr__(name):
         raise AttributeError("module 'gluon_caffe' has no attribute %r" % name)
     module, attr = _LAZY[name]
     try:
-        value = getattr(_importlib.import_module(module, __name__), attr)
+        value = _importlib.import_module(module, __name__)
+        if attr is not None:
+            value = getattr(value, attr)
     except ImportError as e:
         raise ImportError("gluon_caffe.%s needs the compiled libcaffe bridge, which failed to load (%s); "
                           "run `make test` or scripts/setup.sh to build it" % (name, e)) from e
