@@ -1,0 +1,305 @@
+"""CaffeTransform: Caffe's transform_param (DataTransformer) as a Gluon transform, in Caffe's exact order."""
+
+import os
+
+import numpy as np
+from google.protobuf import text_format
+from google.protobuf.message import DecodeError
+
+from ..errors import CaffeIOError, CaffeProtoError, CaffeShapeError
+from ..proto import caffe_pb2
+from .datum import decode_image
+
+__all__ = ["CaffeTransform", "load_mean_file"]
+
+
+def _parse_transform_param(param):
+    if isinstance(param, caffe_pb2.TransformationParameter):
+        out = caffe_pb2.TransformationParameter()
+        out.CopyFrom(param)
+        return out
+    if param is None:
+        return caffe_pb2.TransformationParameter()
+    if isinstance(param, bytes):
+        param = param.decode("utf-8")
+    if not isinstance(param, str):
+        raise TypeError("transform_param must be prototxt text or a TransformationParameter, got %s"
+                        % type(param).__name__)
+    msg = caffe_pb2.TransformationParameter()
+    try:
+        text_format.Parse(param, msg)
+        return msg
+    except text_format.ParseError as first:
+        # Also accept the field as it appears in a layer: "transform_param { ... }".
+        layer = caffe_pb2.LayerParameter()
+        try:
+            text_format.Parse(param, layer)
+        except text_format.ParseError:
+            raise CaffeProtoError("transform_param: %s" % first) from None
+        return layer.transform_param
+
+
+def load_mean_file(path):
+    """Read a mean ``.binaryproto`` (a BlobProto) as a float32 CHW array.
+
+    Raises
+    ------
+    CaffeIOError
+        The file is missing or unreadable.
+    CaffeProtoError
+        It is not a BlobProto, or its data does not fill its shape.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise CaffeIOError("mean_file %r: %s" % (path, e.strerror)) from None
+    blob = caffe_pb2.BlobProto()
+    try:
+        blob.ParseFromString(raw)
+    except (DecodeError, RuntimeError, ValueError) as e:
+        raise CaffeProtoError("mean_file %r is not a BlobProto: %s" % (path, e)) from None
+    if blob.HasField("shape"):
+        shape = tuple(blob.shape.dim)
+    else:
+        shape = (blob.num, blob.channels, blob.height, blob.width)
+    values = blob.data if len(blob.data) else blob.double_data
+    if not shape or int(np.prod(shape)) != len(values) or len(values) == 0:
+        raise CaffeProtoError("mean_file %r: shape %r does not match its %d values"
+                              % (path, shape, len(values)))
+    mean = np.array(values, dtype=np.float32)
+    # Caffe indexes the mean as one CHW image whatever its leading axes say.
+    if len(shape) >= 3:
+        return mean.reshape(shape[-3:]) if int(np.prod(shape[:-3])) == 1 else mean.reshape(-1, *shape[-2:])
+    return mean.reshape((1,) * (3 - len(shape)) + shape)
+
+
+class CaffeTransform:
+    """Caffe's ``transform_param`` applied to one image, exactly as Caffe's DataTransformer does.
+
+    The order is Caffe's: decode an encoded image (``force_color``/``force_gray``), draw the
+    mirror coin (with ``mirror: true``), then the crop offsets (random in TRAIN, centred in
+    TEST), subtract ``mean_file`` (indexed on the uncropped image) or ``mean_value`` (one, or
+    one per channel), multiply by ``scale``, mirror. Arithmetic is float32 as in Caffe, so deterministic settings (TEST,
+    no mirror) give Caffe's output bit for bit.
+
+    Parameters
+    ----------
+    transform_param : str or caffe_pb2.TransformationParameter, optional
+        Prototxt text of the fields (``'crop_size: 227 mirror: true mean_file: "m.binaryproto"'``,
+        or ``'transform_param { ... }'``) or the message.
+    phase : {'test', 'train'}
+        TRAIN draws crop offsets at random, TEST crops the centre. ``mirror: true`` flips at
+        random in both phases, as Caffe does.
+    seed : int, optional
+        Seeds the random draws. A forked worker (``DataLoader(num_workers>0)``) reseeds
+        from ``(seed, pid)`` so that workers do not repeat each other.
+
+    Examples
+    --------
+    >>> ds = CaffeLMDBDataset("train_lmdb")
+    >>> t = CaffeTransform('crop_size: 227 mirror: true mean_file: "mean.binaryproto"', "train")
+    >>> loader = gluon.data.DataLoader(ds.transform_first(t), batch_size=64, num_workers=2)
+
+    Notes
+    -----
+    Input is what :class:`CaffeLMDBDataset` yields: a CHW (or HW) uint8 or float array, or the
+    1-D bytes of an encoded image (from ``CaffeLMDBDataset(decode=False)``), which is decoded here
+    as Caffe decodes it. Output is a float32 CHW numpy array. Caffe's random draws come from
+    its own RNG, so random crops and mirrors match Caffe in distribution, not draw for draw.
+    """
+
+    def __init__(self, transform_param=None, phase="test", seed=None):
+        self.param = _parse_transform_param(transform_param)
+        phase = str(phase).lower()
+        if phase not in ("test", "train"):
+            raise ValueError("phase must be 'train' or 'test', got %r" % (phase,))
+        self.phase = phase
+        p = self.param
+        if p.force_color and p.force_gray:
+            raise CaffeProtoError("transform_param: cannot set both force_color and force_gray")
+        if p.HasField("mean_file") and len(p.mean_value):
+            raise CaffeProtoError("transform_param: cannot specify mean_file and mean_value at the same time")
+        self.scale = np.float32(p.scale)
+        self.crop_size = int(p.crop_size)
+        self.mirror = bool(p.mirror)
+        self.mean = load_mean_file(p.mean_file) if p.HasField("mean_file") else None
+        self.mean_values = np.array(p.mean_value, dtype=np.float32) if len(p.mean_value) else None
+        self.decode_mode = "color" if p.force_color else "gray" if p.force_gray else "native"
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+        self._pid = os.getpid()
+
+    @property
+    def rng(self):
+        """The generator of the random draws; a forked process gets its own stream."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            entropy = [self.seed, self._pid] if self.seed is not None else None
+            self._rng = np.random.default_rng(np.random.SeedSequence(entropy))
+        return self._rng
+
+    def _as_chw(self, data):
+        if hasattr(data, "asnumpy"):
+            data = data.asnumpy()
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            return decode_image(bytes(data), self.decode_mode)
+        img = np.asarray(data)
+        if img.ndim == 1:
+            return decode_image(img, self.decode_mode)
+        if img.ndim == 2:
+            img = img[None]
+        if img.ndim != 3:
+            raise CaffeShapeError("CaffeTransform takes one CHW image, got shape %r" % (img.shape,))
+        if (self.param.force_gray and img.shape[0] != 1) or (self.param.force_color and img.shape[0] != 3):
+            raise CaffeShapeError(
+                "force_%s needs the encoded image: this one is already decoded with %d channels "
+                "(build the dataset with decode=False so the transform decodes as Caffe does)"
+                % ("gray" if self.param.force_gray else "color", img.shape[0]))
+        return img
+
+    def _check(self, shape):
+        """Caffe's CHECKs on one input shape (once per distinct shape)."""
+        channels, height, width = shape
+        crop = self.crop_size
+        if crop > height or crop > width:
+            raise CaffeShapeError("transform_param: crop_size %d is larger than the %dx%d image"
+                                  % (crop, height, width))
+        if self.mean is not None and self.mean.shape != tuple(shape):
+            raise CaffeShapeError("transform_param: mean_file %r has shape %r, the image %r"
+                                  % (self.param.mean_file, self.mean.shape, tuple(shape)))
+        if self.mean_values is not None and len(self.mean_values) not in (1, channels):
+            raise CaffeShapeError("transform_param: specify either 1 mean_value or as many as "
+                                  "channels (%d), got %d" % (channels, len(self.mean_values)))
+
+    def _draw(self, shape):
+        """The random draws for one image, in Caffe's order: the mirror coin (in either phase:
+        DataTransformer does not look at the phase for mirror), then the crop offsets (random
+        only in TRAIN). Returns ``(h_off, w_off, do_mirror)``."""
+        _, height, width = shape
+        crop = self.crop_size
+        do_mirror = self.mirror and bool(self.rng.integers(2))
+        if not crop:
+            return 0, 0, do_mirror
+        if self.phase == "train":
+            h_off = int(self.rng.integers(height - crop + 1))
+            w_off = int(self.rng.integers(width - crop + 1))
+            return h_off, w_off, do_mirror
+        return (height - crop) // 2, (width - crop) // 2, do_mirror
+
+    def _out_shape(self, shape):
+        crop = self.crop_size
+        return (shape[0], crop, crop) if crop else tuple(shape)
+
+    def _apply(self, img, out, h_off, w_off, do_mirror):
+        """Write the transformed `img` (CHW, or NCHW sharing one draw) into float32 `out`.
+
+        Element by element this is Caffe's arithmetic in float32: ``(pixel - mean) * scale``,
+        the mean read at the uncropped, unmirrored position, the result stored mirrored.
+        """
+        crop = self.crop_size
+        if crop:
+            img = img[..., h_off:h_off + crop, w_off:w_off + crop]
+        if do_mirror:
+            img = img[..., ::-1]
+        if self.mean is not None:
+            mean = self.mean[:, h_off:h_off + img.shape[-2], w_off:w_off + img.shape[-1]]
+            np.subtract(img, mean[..., ::-1] if do_mirror else mean, out=out, dtype=np.float32)
+        elif self.mean_values is not None:
+            mean = self.mean_values.reshape(-1, 1, 1) if len(self.mean_values) > 1 else self.mean_values[0]
+            np.subtract(img, mean, out=out, dtype=np.float32)
+        elif self.scale != 1:
+            # One pass: the uint8 -> float32 cast is exact, so this is Caffe's x * scale.
+            return np.multiply(img, self.scale, out=out, dtype=np.float32)
+        else:
+            out[...] = img
+        if self.scale != 1:
+            np.multiply(out, self.scale, out=out)
+        return out
+
+    def __call__(self, data, *rest):
+        """Transform one image; extra arguments (the label) pass through, for ``Dataset.transform``."""
+        img = self._as_chw(data)
+        self._check(img.shape)
+        h_off, w_off, do_mirror = self._draw(img.shape)
+        out = self._apply(img, np.empty(self._out_shape(img.shape), np.float32), h_off, w_off, do_mirror)
+        return (out,) + rest if rest else out
+
+    def _decode_all(self, images, encoded, pool):
+        images = list(images)
+        todo = [i for i in range(len(images)) if encoded is None and np.ndim(images[i]) == 1
+                or encoded is not None and encoded[i]]
+        if todo:
+            decoded = (pool.map if pool is not None else map)(
+                lambda i: decode_image(images[i], self.decode_mode, "record %d of the batch" % i), todo)
+            for i, img in zip(todo, decoded):
+                images[i] = img
+        return [self._as_chw(img) for img in images]
+
+    def transform_batch(self, images, encoded=None, out=None, pool=None):
+        """Transform a whole batch; equal to calling the transform on each image in turn.
+
+        The random draws are made image by image in the same order as :meth:`__call__` makes
+        them, so with the same seed the batch equals ``np.stack([t(img) for img in images])``
+        exactly. Deterministic settings on a ``(N, C, H, W)`` array are one numpy operation.
+
+        Parameters
+        ----------
+        images : numpy.ndarray or sequence
+            ``(N, C, H, W)`` uint8/float array, or one entry per image: a CHW (or HW) array, or
+            the 1-D bytes of an encoded image (decoded here, as Caffe decodes, with
+            ``force_color``/``force_gray``), as :func:`parse_datum_batch` returns them.
+        encoded : sequence of bool, optional
+            Which entries are encoded bytes (default: the 1-D ones).
+        out : numpy.ndarray, optional
+            float32 ``(N, C, h, w)`` array to write into.
+        pool : concurrent.futures.Executor, optional
+            Decodes and transforms images in its threads (OpenCV's decoder and numpy release
+            the GIL). The draws stay in the calling thread, in order.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 ``(N, C, h, w)``.
+
+        Raises
+        ------
+        CaffeShapeError
+            The transformed images differ in shape (no ``crop_size`` over images of different
+            sizes), or Caffe's own checks fail (crop larger than an image, mean shape).
+        """
+        if hasattr(images, "asnumpy"):
+            images = images.asnumpy()
+        stacked = isinstance(images, np.ndarray) and images.ndim == 4
+        if not stacked:
+            images = self._decode_all(images, encoded, pool)
+        n = len(images)
+        shapes = [images.shape[1:]] * n if stacked else [img.shape for img in images]
+        distinct = {images.shape[1:]} if stacked else set(shapes)
+        for shape in distinct:
+            self._check(shape)
+        out_shapes = {self._out_shape(s) for s in distinct}
+        if len(out_shapes) > 1:
+            raise CaffeShapeError("transform_param: the batch's images transform to different shapes %s; "
+                                  "set crop_size or use images of one size" % sorted(out_shapes))
+        out_shape = (n,) + (out_shapes.pop() if n else (0, 0, 0))
+        if out is None:
+            out = np.empty(out_shape, np.float32)
+        elif out.shape != out_shape or out.dtype != np.float32:
+            raise CaffeShapeError("transform_batch: out must be float32 %r, got %s %r"
+                                  % (out_shape, out.dtype, out.shape))
+        random = self.mirror or (self.crop_size and self.phase == "train")
+        if stacked and not random:
+            return self._apply(images, out, *self._draw(shapes[0])) if n else out
+        draws = [self._draw(shape) for shape in shapes]
+        if pool is None or n < 2:
+            for i in range(n):
+                self._apply(images[i], out[i], *draws[i])
+        else:
+            list(pool.map(lambda i: self._apply(images[i], out[i], *draws[i]), range(n)))
+        return out
+
+    def __repr__(self):
+        fields = text_format.MessageToString(self.param, as_one_line=True)
+        return "CaffeTransform(%r, phase=%r)" % (fields, self.phase)
