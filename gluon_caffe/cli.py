@@ -1,10 +1,13 @@
 """The `gluon-caffe` command line: one sub-command per job, errors as one line and exit code 2."""
 
 import argparse
+import collections
+import contextlib
 import json
+import os
 import sys
 
-from .errors import CaffeError
+from .errors import CaffeError, ConversionError
 
 __all__ = ["main"]
 
@@ -27,12 +30,327 @@ def _cmd_info(args):
     return 0
 
 
+class _UsageError(Exception):
+    """A command-line value that cannot be used (reported as one line, exit code 2)."""
+
+
+# Read caffemodels this large with a progress bar (smaller ones finish before it would draw).
+_PROGRESS_MIN_BYTES = 16 << 20
+
+
+@contextlib.contextmanager
+def _weights_progress(caffemodel, quiet):
+    """A ``progress(done, total)`` callback drawing a tqdm bar on stderr for big caffemodels (else None)."""
+    try:
+        size = os.path.getsize(caffemodel) if caffemodel else 0
+    except OSError:
+        size = 0
+    if quiet or size < _PROGRESS_MIN_BYTES:
+        yield None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=size, unit="B", unit_scale=True, desc="reading %s" % os.path.basename(caffemodel),
+               file=sys.stderr, leave=False)
+    try:
+        yield lambda done, total: bar.update(done - bar.n)
+    finally:
+        bar.close()
+
+
+def _mean_option(value):
+    """``--mean``: a mean file (.binaryproto or .npy) or comma-separated per-channel values."""
+    if value is None:
+        return None
+    if os.path.exists(value):
+        if value.endswith(".npy"):
+            return _load_npy(value, "--mean")
+        return value
+    try:
+        return [float(v) for v in value.split(",")]
+    except ValueError:
+        raise _UsageError("--mean %r is neither an existing file nor comma-separated numbers" % value) from None
+
+
+def _load_npy(path, what):
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise _UsageError("%s: cannot load %r as a .npy array: %s" % (what, path, str(e).splitlines()[0])) from None
+
+
+def _convert_options(args):
+    return dict(mean=_mean_option(args.mean), rgb=args.rgb, fuse=args.fuse, fallback=not args.no_fallback)
+
+
+def _shape_text(shape):
+    return "x".join(str(d) for d in shape) if shape else "?"
+
+
+def _cmd_convert(args):
+    from .converter.importer import convert
+
+    try:
+        with _weights_progress(args.caffemodel, args.quiet) as progress:
+            converted = convert(args.prototxt, args.caffemodel, args.output, overwrite=args.overwrite,
+                                details=True, progress=progress, **_convert_options(args))
+    except ConversionError as e:
+        if "overwrite=True" not in str(e):
+            raise
+        raise ConversionError(str(e).replace("overwrite=True", "--overwrite")) from None
+    print("wrote %s-symbol.json" % args.output)
+    print("wrote %s-0000.params (%d arg, %d aux arrays)"
+          % (args.output, len(converted.arg_params), len(converted.aux_params)))
+    print("inputs: %s" % ", ".join("%s (%s)" % (n, _shape_text(converted.input_shapes.get(n)))
+                                   for n in converted.input_names))
+    print("outputs: %s" % ", ".join(converted.output_names))
+    if args.caffemodel is None:
+        print("note: no caffemodel given, the params file holds no trained weights")
+    return 0
+
+
+def _input_option(spec):
+    name, sep, path = spec.partition("=")
+    if not sep or not name or not path:
+        raise _UsageError("--input %r: expected NAME=file.npy" % spec)
+    return name, _load_npy(path, "--input %s" % name)
+
+
+def _cmd_verify(args):
+    from .verify import verify
+
+    inputs = dict(_input_option(s) for s in args.input) or None
+    if args.rtol < 0:
+        raise _UsageError("--rtol must be >= 0, got %g" % args.rtol)
+    with _weights_progress(args.caffemodel, args.quiet) as progress:
+        report = verify(args.prototxt, args.caffemodel, inputs, rtol=args.rtol, seed=args.seed,
+                        reference=args.reference_weights, progress=progress, **_convert_options(args))
+    print(report.table())
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def _cmd_layers(args):
+    from .converter.registry import DATA_TYPES, DROPPED_TYPES, registered_types
+
+    native = set(registered_types())
+    try:
+        from . import layer_types
+        in_caffe = set(layer_types())
+    except ImportError as e:
+        print("note: libcaffe not loaded (%s); the libcaffe column is unknown" % str(e).splitlines()[0],
+              file=sys.stderr)
+        in_caffe = None
+    rows = []
+    for t in sorted(native | set(DROPPED_TYPES) | set(DATA_TYPES) | {"Input", "Silence"} | (in_caffe or set())):
+        if t in native or t == "Silence":
+            how = "native"
+        elif t == "Input" or t in DATA_TYPES:
+            how = "input"
+        elif t in DROPPED_TYPES:
+            how = "dropped"
+        elif in_caffe is None or t in in_caffe:
+            how = "fallback"
+        else:
+            how = "unsupported"
+        caffe = "?" if in_caffe is None else ("yes" if t in in_caffe else "no")
+        rows.append((t, how, caffe))
+    if args.json:
+        print(json.dumps([{"type": t, "converter": how, "libcaffe": c == "yes"} for t, how, c in rows], indent=2))
+        return 0
+    width = max(len(r[0]) for r in rows + [("type",)])
+    print("%s  %-11s  %s" % ("type".ljust(width), "converter", "libcaffe"))
+    print("%s  %s  %s" % ("-" * width, "-" * 11, "-" * 8))
+    for t, how, caffe in rows:
+        print("%s  %-11s  %s" % (t.ljust(width), how, caffe))
+    counts = collections.Counter(how for _, how, _ in rows)
+    print("\n%d types: %s" % (len(rows), ", ".join("%d %s" % (counts[k], k) for k in
+                                                  ("native", "fallback", "input", "dropped", "unsupported")
+                                                  if counts[k])))
+    print("native: translated to MXNet operators; fallback: run by real Caffe inside the graph (CaffeLayer); "
+          "input: becomes an input variable; dropped: loss/metric layers, left out of inference graphs")
+    return 0
+
+
+def _add_convert_options(p):
+    p.add_argument("prototxt", help="net definition (.prototxt)")
+    p.add_argument("caffemodel", nargs="?", help="trained weights (.caffemodel)")
+    p.add_argument("--mean", metavar="F", help="mean to subtract inside the graph: .binaryproto, .npy or "
+                   "comma-separated per-channel values (Caffe's BGR order)")
+    p.add_argument("--rgb", action="store_true", help="make the model take RGB instead of Caffe's BGR")
+    p.add_argument("--fuse", action="store_true", help="fold BatchNorm/Scale into the convolution before it")
+    p.add_argument("--no-fallback", action="store_true",
+                   help="fail (listing them all) on layers with no native mapping instead of running them in Caffe")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def _zoo_progress(quiet):
+    """A ``progress(filename, done, total)`` callback with one tqdm bar per file (None when quiet)."""
+    if quiet:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bars = {}
+
+    def progress(filename, done, total):
+        bar = bars.get(filename)
+        if bar is None:
+            bar = bars[filename] = tqdm(total=total, unit="B", unit_scale=True, desc=filename,
+                                        file=sys.stderr, leave=False)
+        bar.update(done - bar.n)
+
+    def close():
+        for bar in bars.values():
+            bar.close()
+    return progress, close
+
+
+def _zoo_model(name):
+    from .converter.zoo import get_model_info
+
+    try:
+        return get_model_info(name)
+    except KeyError as e:
+        raise _UsageError(e.args[0]) from None
+
+
+def _cmd_zoo_list(args):
+    from .converter.zoo import MODELS, model_dir
+
+    if args.json:
+        print(json.dumps([dict(m._asdict(), prototxt=m.prototxt._asdict(), caffemodel=m.caffemodel._asdict(),
+                               cache=model_dir(m.name, args.root)) for m in MODELS.values()], indent=2))
+        return 0
+    width = max(len(n) for n in MODELS)
+    for m in MODELS.values():
+        print("%s  %-11s %s  %s" % (m.name.ljust(width), _shape_text(m.input_shape), m.channel_order,
+                                     m.description))
+    return 0
+
+
+def _cmd_zoo_fetch(args):
+    from .converter.zoo import fetch_model
+
+    _zoo_model(args.name)
+    progress, close = _zoo_progress(args.quiet)
+    try:
+        paths = fetch_model(args.name, args.sources, args.root, progress=progress)
+    finally:
+        close()
+    print("prototxt    %s" % paths["prototxt"])
+    print("caffemodel  %s" % paths["caffemodel"])
+    return 0
+
+
+def _cmd_zoo_convert(args):
+    from .converter.zoo import convert_model, fetch_model
+
+    model = _zoo_model(args.name)
+    progress, close = _zoo_progress(args.quiet)
+    try:
+        fetch_model(args.name, args.sources, args.root, progress=progress)
+    finally:
+        close()
+    try:
+        converted = convert_model(args.name, args.output, args.sources, args.root, mean=not args.no_mean,
+                                  rgb=args.rgb, fuse=args.fuse, fallback=not args.no_fallback,
+                                  overwrite=args.overwrite, details=True)
+    except ConversionError as e:
+        if "overwrite=True" not in str(e):
+            raise
+        raise ConversionError(str(e).replace("overwrite=True", "--overwrite")) from None
+    print("wrote %s-symbol.json" % args.output)
+    print("wrote %s-0000.params (%d arg, %d aux arrays)"
+          % (args.output, len(converted.arg_params), len(converted.aux_params)))
+    order = "RGB" if args.rgb else model.channel_order
+    if args.no_mean or model.mean is None:
+        print("input: %s, %s, mean not subtracted" % (_shape_text(model.input_shape), order))
+    else:
+        print("input: %s, %s 0-255 pixels (mean %s subtracted inside the graph)"
+              % (_shape_text(model.input_shape), order, ",".join("%g" % v for v in model.mean)))
+    return 0
+
+
+def _add_zoo_parser(sub):
+    zoo = sub.add_parser("zoo", help="well-known Caffe models: list, fetch (checksum-verified), convert")
+    zsub = zoo.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND")
+    zoo.set_defaults(func=lambda args: (zoo.print_help(), 2)[1])
+
+    def common(p):
+        p.add_argument("--root", metavar="DIR", help="cache root (default $GLUON_CAFFE_HOME/models or "
+                       "~/.gluon_caffe/models)")
+
+    ls = zsub.add_parser("list", help="the registered models")
+    ls.add_argument("--json", action="store_true", help="print as JSON")
+    common(ls)
+    ls.set_defaults(func=_cmd_zoo_list)
+
+    def fetch_options(p):
+        p.add_argument("name", help="model name (see 'zoo list')")
+        p.add_argument("--from", dest="sources", action="append", default=[], metavar="PATH",
+                       help="take files from a local directory or file instead of downloading (repeatable)")
+        p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+        common(p)
+
+    fe = zsub.add_parser("fetch", help="download (or copy --from) a model into the cache, sha-verified")
+    fetch_options(fe)
+    fe.set_defaults(func=_cmd_zoo_fetch)
+
+    co = zsub.add_parser("convert", help="fetch a model and convert it to PREFIX-symbol.json + PREFIX-0000.params")
+    fetch_options(co)
+    co.add_argument("-o", "--output", metavar="PREFIX", required=True, help="output prefix")
+    co.add_argument("--no-mean", action="store_true", help="do not subtract the model's mean inside the graph")
+    co.add_argument("--rgb", action="store_true", help="make the model take RGB instead of its BGR order")
+    co.add_argument("--fuse", action="store_true", help="fold BatchNorm/Scale into the convolution before it")
+    co.add_argument("--no-fallback", action="store_true",
+                    help="fail on layers with no native mapping instead of running them in Caffe")
+    co.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    co.set_defaults(func=_cmd_zoo_convert)
+
+
+def _cmd_make_lmdb(args):
+    from .data.writer import make_lmdb_main
+
+    return make_lmdb_main(args.argv)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="gluon-caffe", description="Real Caffe inside Apache MXNet Gluon.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     info = sub.add_parser("info", help="describe the libcaffe in use (caffe_info)")
     info.add_argument("--json", action="store_true", help="print as JSON")
     info.set_defaults(func=_cmd_info)
+
+    conv = sub.add_parser("convert", help="convert a Caffe model to PREFIX-symbol.json + PREFIX-0000.params")
+    _add_convert_options(conv)
+    conv.add_argument("-o", "--output", metavar="PREFIX", required=True, help="output prefix")
+    conv.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    conv.set_defaults(func=_cmd_convert)
+
+    ver = sub.add_parser("verify", help="compare the converted model with real Caffe, blob by blob "
+                         "(exit 1 above tolerance)")
+    _add_convert_options(ver)
+    ver.add_argument("--rtol", type=float, default=1e-4,
+                     help="tolerance: max abs diff <= RTOL * max|caffe blob| (default 1e-4)")
+    ver.add_argument("--input", action="append", default=[], metavar="NAME=file.npy",
+                     help="value of an input blob (repeatable); others are seeded random")
+    ver.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    ver.add_argument("--reference-weights", metavar="CAFFEMODEL",
+                     help="run Caffe with these weights instead of CAFFEMODEL")
+    ver.set_defaults(func=_cmd_verify)
+
+    lay = sub.add_parser("layers", help="Caffe layer types: native, fallback, input or dropped in the converter")
+    lay.add_argument("--json", action="store_true", help="print as JSON")
+    lay.set_defaults(func=_cmd_layers)
+
+    _add_zoo_parser(sub)
+
+    mk = sub.add_parser("make-lmdb", add_help=False, prefix_chars="\0",
+                        help="images listed as 'path label' lines -> LMDB/LevelDB of Datum (convert_imageset)")
+    mk.add_argument("argv", nargs=argparse.REMAINDER)
+    mk.set_defaults(func=_cmd_make_lmdb)
     return parser
 
 
@@ -45,6 +363,7 @@ def main(argv=None):
         return 2
     try:
         return args.func(args)
-    except (CaffeError, OSError) as e:
-        print("gluon-caffe %s: error: %s" % (args.command, e), file=sys.stderr)
+    except (CaffeError, OSError, _UsageError) as e:
+        message = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        print("gluon-caffe %s: error: %s" % (args.command, message), file=sys.stderr)
         return 2

@@ -243,11 +243,11 @@ def convert_net(net, weights=None, mean=None, rgb=False, fuse=False, fallback=Tr
                         output_names, blobs)
 
 
-def _load(prototxt, caffemodel, phase):
+def _load(prototxt, caffemodel, phase, progress=None):
     net = read_prototxt(prototxt)
     upgrade_net(net)
     filter_phase(net, phase)
-    weights = read_weights(caffemodel) if caffemodel is not None else None
+    weights = read_weights(caffemodel, progress=progress) if caffemodel is not None else None
     if weights is None and any(len(l.blobs) for l in net.layer):
         # A binary NetParameter given as "prototxt" text is not possible, but a prototxt with
         # inline blobs is: use them.
@@ -311,7 +311,7 @@ def _write_outputs(converted, paths, overwrite):
 
 
 def convert(prototxt, caffemodel=None, out_prefix=None, *, mean=None, rgb=False, fuse=False, fallback=True,
-            input_shapes=None, phase="test", overwrite=False, details=False):
+            input_shapes=None, phase="test", overwrite=False, details=False, progress=None):
     """Convert a Caffe model to an MXNet symbol and parameters.
 
     Parameters
@@ -348,6 +348,8 @@ def convert(prototxt, caffemodel=None, out_prefix=None, *, mean=None, rgb=False,
         Replace existing output files.
     details : bool
         Return a :class:`ConvertedNet` instead of the 3-tuple.
+    progress : callable, optional
+        Called as ``progress(done_bytes, total_bytes)`` while the caffemodel is read.
 
     Returns
     -------
@@ -365,7 +367,7 @@ def convert(prototxt, caffemodel=None, out_prefix=None, *, mean=None, rgb=False,
         ``fallback=False`` and some layers have no native mapping (all listed).
     """
     paths = _check_outputs(os.fspath(out_prefix), overwrite) if out_prefix is not None else None
-    net, weights = _load(prototxt, caffemodel, phase)
+    net, weights = _load(prototxt, caffemodel, phase, progress)
     converted = convert_net(net, weights, mean=mean, rgb=rgb, fuse=fuse, fallback=fallback,
                             input_shapes=input_shapes)
     if paths is not None:
