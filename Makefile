@@ -15,7 +15,8 @@ test: setup
 	$(PY) -m pytest -q -rs tests
 
 bench: setup
-	$(PY) benchmarks/run_all.py
+	$(PY) -m pip install -q -r requirements-bench.txt
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build gluon_caffe/_ext/_caffe.cpp gluon_caffe/_ext/*.so gluon_caffe/_build_info.py gluon_caffe/proto/caffe_pb2.py
