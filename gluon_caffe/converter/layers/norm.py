@@ -48,14 +48,16 @@ def translate_batch_norm(layer, inputs, ctx):
             blobs[i] = ctx.check_blob(layer, i, blobs[i], (channels,), (what, "the input's channels"))
             channels = blobs[i].shape[0]
         blobs[2] = ctx.check_blob(layer, 2, blobs[2], (1,), ("moving-average factor", "one value"))
-        aux[names["moving_mean"]], aux[names["moving_var"]] = batch_norm_stats(blobs)
-        args[names["gamma"]] = np.ones(channels, np.float32)
-        args[names["beta"]] = np.zeros(channels, np.float32)
+        aux[names["moving_mean"]], aux[names["moving_var"]] = batch_norm_stats(blobs[:3])
+        # Blobs 3 and 4 exist when passes.merge_scale_into_batch_norm gave it the Scale after it.
+        args[names["gamma"]] = blobs[3] if len(blobs) == 5 else np.ones(channels, np.float32)
+        args[names["beta"]] = blobs[4] if len(blobs) == 5 else np.zeros(channels, np.float32)
     cshape = None if channels is None else (channels,)
+    merged = blobs is not None and len(blobs) == 5
     out = mx.sym.BatchNorm(x, gamma=ctx.var(names["gamma"], cshape), beta=ctx.var(names["beta"], cshape),
                            moving_mean=ctx.var(names["moving_mean"], cshape),
                            moving_var=ctx.var(names["moving_var"], cshape),
-                           eps=eps, fix_gamma=True, use_global_stats=True, axis=1, name=ctx.op_name(layer))
+                           eps=eps, fix_gamma=not merged, use_global_stats=True, axis=1, name=ctx.op_name(layer))
     return Translation([out], args, aux)
 
 
