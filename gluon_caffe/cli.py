@@ -58,6 +58,23 @@ def _weights_progress(caffemodel, quiet):
         bar.close()
 
 
+@contextlib.contextmanager
+def _overwrite_hint():
+    """The library says overwrite=True; on the command line that is --overwrite."""
+    try:
+        yield
+    except ConversionError as e:
+        if "overwrite=True" not in str(e):
+            raise
+        raise ConversionError(str(e).replace("overwrite=True", "--overwrite")) from None
+
+
+def _print_written(prefix, converted):
+    print("wrote %s-symbol.json" % prefix)
+    print("wrote %s-0000.params (%d arg, %d aux arrays)"
+          % (prefix, len(converted.arg_params), len(converted.aux_params)))
+
+
 def _mean_option(value):
     """``--mean``: a mean file (.binaryproto or .npy) or comma-separated per-channel values."""
     if value is None:
@@ -92,17 +109,10 @@ def _shape_text(shape):
 def _cmd_convert(args):
     from .converter.importer import convert
 
-    try:
-        with _weights_progress(args.caffemodel, args.quiet) as progress:
-            converted = convert(args.prototxt, args.caffemodel, args.output, overwrite=args.overwrite,
-                                details=True, progress=progress, **_convert_options(args))
-    except ConversionError as e:
-        if "overwrite=True" not in str(e):
-            raise
-        raise ConversionError(str(e).replace("overwrite=True", "--overwrite")) from None
-    print("wrote %s-symbol.json" % args.output)
-    print("wrote %s-0000.params (%d arg, %d aux arrays)"
-          % (args.output, len(converted.arg_params), len(converted.aux_params)))
+    with _overwrite_hint(), _weights_progress(args.caffemodel, args.quiet) as progress:
+        converted = convert(args.prototxt, args.caffemodel, args.output, overwrite=args.overwrite,
+                            details=True, progress=progress, **_convert_options(args))
+    _print_written(args.output, converted)
     print("inputs: %s" % ", ".join("%s (%s)" % (n, _shape_text(converted.input_shapes.get(n)))
                                    for n in converted.input_names))
     print("outputs: %s" % ", ".join(converted.output_names))
@@ -133,30 +143,16 @@ def _cmd_verify(args):
 
 
 def _cmd_layers(args):
-    from .converter.registry import DATA_TYPES, DROPPED_TYPES, registered_types
+    from .converter.support import SUPPORT_KINDS, support_table
 
-    native = set(registered_types())
     try:
         from . import layer_types
-        in_caffe = set(layer_types())
+        caffe_types = layer_types()
     except ImportError as e:
         print("note: libcaffe not loaded (%s); the libcaffe column is unknown" % str(e).splitlines()[0],
               file=sys.stderr)
-        in_caffe = None
-    rows = []
-    for t in sorted(native | set(DROPPED_TYPES) | set(DATA_TYPES) | {"Input", "Silence"} | (in_caffe or set())):
-        if t in native or t == "Silence":
-            how = "native"
-        elif t == "Input" or t in DATA_TYPES:
-            how = "input"
-        elif t in DROPPED_TYPES:
-            how = "dropped"
-        elif in_caffe is None or t in in_caffe:
-            how = "fallback"
-        else:
-            how = "unsupported"
-        caffe = "?" if in_caffe is None else ("yes" if t in in_caffe else "no")
-        rows.append((t, how, caffe))
+        caffe_types = None
+    rows = [(t, kind, "?" if c is None else ("yes" if c else "no")) for t, kind, c in support_table(caffe_types)]
     if args.json:
         print(json.dumps([{"type": t, "converter": how, "libcaffe": c == "yes"} for t, how, c in rows], indent=2))
         return 0
@@ -166,11 +162,8 @@ def _cmd_layers(args):
     for t, how, caffe in rows:
         print("%s  %-11s  %s" % (t.ljust(width), how, caffe))
     counts = collections.Counter(how for _, how, _ in rows)
-    print("\n%d types: %s" % (len(rows), ", ".join("%d %s" % (counts[k], k) for k in
-                                                  ("native", "fallback", "input", "dropped", "unsupported")
-                                                  if counts[k])))
-    print("native: translated to MXNet operators; fallback: run by real Caffe inside the graph (CaffeLayer); "
-          "input: becomes an input variable; dropped: loss/metric layers, left out of inference graphs")
+    print("\n%d types: %s" % (len(rows), ", ".join("%d %s" % (counts[k], k) for k in SUPPORT_KINDS if counts[k])))
+    print("; ".join("%s: %s" % kv for kv in SUPPORT_KINDS.items() if counts[kv[0]]))
     return 0
 
 
@@ -255,17 +248,11 @@ def _cmd_zoo_convert(args):
         fetch_model(args.name, args.sources, args.root, progress=progress)
     finally:
         close()
-    try:
+    with _overwrite_hint():
         converted = convert_model(args.name, args.output, args.sources, args.root, mean=not args.no_mean,
                                   rgb=args.rgb, fuse=args.fuse, fallback=not args.no_fallback,
                                   overwrite=args.overwrite, details=True)
-    except ConversionError as e:
-        if "overwrite=True" not in str(e):
-            raise
-        raise ConversionError(str(e).replace("overwrite=True", "--overwrite")) from None
-    print("wrote %s-symbol.json" % args.output)
-    print("wrote %s-0000.params (%d arg, %d aux arrays)"
-          % (args.output, len(converted.arg_params), len(converted.aux_params)))
+    _print_written(args.output, converted)
     order = "RGB" if args.rgb else model.channel_order
     if args.no_mean or model.mean is None:
         print("input: %s, %s, mean not subtracted" % (_shape_text(model.input_shape), order))
