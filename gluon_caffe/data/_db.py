@@ -77,6 +77,15 @@ def _lmdb():
 _ENVS = {}
 _ENV_LOCK = threading.Lock()
 
+
+def _new_lock_after_fork():
+    # A thread of the parent (a CaffeBatchLoader's) may hold the lock at fork time.
+    global _ENV_LOCK
+    _ENV_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
+
 # LMDB maps the whole file: every page a pass reads stays mapped, and counts in the process's
 # RSS (as file pages), until the environment is closed. Readers count the bytes they read and
 # close the environment, between transactions, once this many have been read, so that a pass
@@ -104,9 +113,10 @@ def _open_lmdb(path):
         raise CaffeIOError("cannot open LMDB %r: %s" % (path, e)) from None
 
 
-def _process_entry(path, create=True):
-    """The entry for `path` in this process (opened when `create`); call with _ENV_LOCK held."""
-    key = os.path.realpath(path)
+def _process_entry(path, create=True, key=None):
+    """The entry for `path` in this process (opened when `create`); call with _ENV_LOCK held.
+    `key` is ``os.path.realpath(path)`` when the caller knows it (it costs four syscalls)."""
+    key = key or os.path.realpath(path)
     entry = _ENVS.get(key)
     if entry is not None and entry.pid == os.getpid():
         return entry
@@ -133,15 +143,15 @@ class _ReadTxn:
     """A read transaction on this process's environment that counts the bytes read, and closes
     the environment after it when :data:`REMAP_BYTES` have been read and no other is open."""
 
-    __slots__ = ("path", "entry", "txn", "nbytes")
+    __slots__ = ("path", "key", "entry", "txn", "nbytes")
 
-    def __init__(self, path):
-        self.path = path
+    def __init__(self, path, key):
+        self.path, self.key = path, key
         self.nbytes = 0
 
     def __enter__(self):
         with _ENV_LOCK:
-            self.entry = _process_entry(self.path)
+            self.entry = _process_entry(self.path, key=self.key)
             self.entry.active += 1
         try:
             self.txn = self.entry.env.begin()
@@ -156,9 +166,8 @@ class _ReadTxn:
             entry.active -= 1
             entry.mapped += self.nbytes
             if entry.mapped > REMAP_BYTES and entry.active == 0:
-                key = os.path.realpath(self.path)
-                if _ENVS.get(key) is entry:
-                    del _ENVS[key]
+                if _ENVS.get(self.key) is entry:
+                    del _ENVS[self.key]
                 entry.env.close()
 
     def __exit__(self, *exc):
@@ -207,6 +216,7 @@ class LMDBReader:
 
     def __init__(self, path):
         self.path = os.fspath(path)
+        self._key = os.path.realpath(self.path)
 
     @property
     def env(self):
@@ -223,7 +233,7 @@ class LMDBReader:
             return KeyTable(txn.cursor().iternext(keys=True, values=False))
 
     def get(self, key):
-        with _ReadTxn(self.path) as r:
+        with _ReadTxn(self.path, self._key) as r:
             value = r.txn.get(key)
             if value is not None:
                 r.nbytes = len(value)
@@ -233,7 +243,7 @@ class LMDBReader:
 
     def get_many(self, keys):
         """The values of `keys`, in that order, read in one transaction."""
-        with _ReadTxn(self.path) as r:
+        with _ReadTxn(self.path, self._key) as r:
             get = r.txn.get
             values = [get(k) for k in keys]
             if None in values:
@@ -245,7 +255,7 @@ class LMDBReader:
 
     def get_run(self, first_key, count):
         """`count` consecutive values from `first_key` on, with one cursor in one transaction."""
-        with _ReadTxn(self.path) as r:
+        with _ReadTxn(self.path, self._key) as r:
             cursor = r.txn.cursor()
             if not cursor.set_key(first_key):
                 raise CaffeIOError("LMDB %r has no record %r (was the database changed?)"

@@ -301,6 +301,7 @@ def parse_datum_batch(values, what=None):
         return np.zeros((0, 0, 0, 0), np.uint8), labels, encoded
     blob = np.frombuffer(b"".join(values), np.uint8)
     uniform = len(set(map(len, values))) == 1
+    slow = []
     if uniform and len(values[0]) in _LAYOUTS:
         # The common case, all in numpy: one layout, seen before, every record matching it.
         (shape, d0, l0, l1), fixed, head = _LAYOUTS[len(values[0])]
@@ -314,23 +315,32 @@ def parse_datum_batch(values, what=None):
     else:
         starts = np.zeros(n, np.int64)
         np.cumsum(lens[:-1], out=starts[1:])
-        groups = [(np.flatnonzero(lens == length), int(length)) for length in np.unique(lens)]
+        distinct = np.unique(lens)
+        # Many lengths: encoded images (or labels of every size); protobuf parses those.
+        groups = [] if len(distinct) > 4 + n // 4 else [
+            (np.flatnonzero(lens == length), int(length)) for length in distinct]
+        if not groups:
+            slow = list(range(n))
     parsed = {}      # shape -> (indices, pixel rows)
-    slow = []
     for idx, length in groups:
-        rows = blob.reshape(n, length) if uniform else blob[starts[idx, None] + np.arange(length)]
         template = _LAYOUTS.get(length)
         same = None
+        if template is None:
+            layout = datum_layout(values[idx[0]]) if length else None
+            if layout is None:
+                slow.extend(idx.tolist())
+                continue
+        rows = blob.reshape(n, length) if uniform else blob[starts[idx, None] + np.arange(length)]
         if template is not None:   # the layout an earlier batch found for records this long
             layout, fixed, head = template
             same = (rows[:, fixed] == head).all(axis=1)
             if not same[0]:
                 same = None
+                layout = datum_layout(values[idx[0]]) if length else None
+                if layout is None:
+                    slow.extend(idx.tolist())
+                    continue
         if same is None:
-            layout = datum_layout(values[idx[0]]) if length else None
-            if layout is None:
-                slow.extend(idx.tolist())
-                continue
             shape, d0, l0, l1 = layout
             fixed = np.ones(length, bool)
             fixed[d0:d0 + shape[0] * shape[1] * shape[2]] = fixed[l0:l1] = False

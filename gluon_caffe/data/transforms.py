@@ -8,7 +8,7 @@ from google.protobuf.message import DecodeError
 
 from ..errors import CaffeIOError, CaffeProtoError, CaffeShapeError
 from ..proto import caffe_pb2
-from .datum import decode_image
+from .datum import _cv2, decode_image
 
 __all__ = ["CaffeTransform", "load_mean_file"]
 
@@ -73,6 +73,21 @@ def load_mean_file(path):
     if len(shape) >= 3:
         return mean.reshape(shape[-3:]) if int(np.prod(shape[:-3])) == 1 else mean.reshape(-1, *shape[-2:])
     return mean.reshape((1,) * (3 - len(shape)) + shape)
+
+
+def _map_chunked(pool, fn, items):
+    """``[fn(x) for x in items]``, in `pool`'s threads when given: one task per thread, each a
+    contiguous run of items (a future per image costs more than a small image's work)."""
+    items = list(items)
+    if pool is None or len(items) < 2:
+        return [fn(x) for x in items]
+    workers = max(1, getattr(pool, "_max_workers", 2))
+    size = -(-len(items) // workers)
+    chunks = [items[i:i + size] for i in range(0, len(items), size)]
+    out = []
+    for part in pool.map(lambda chunk: [fn(x) for x in chunk], chunks):
+        out.extend(part)
+    return out
 
 
 class CaffeTransform:
@@ -201,6 +216,16 @@ class CaffeTransform:
         crop = self.crop_size
         if crop:
             img = img[..., h_off:h_off + crop, w_off:w_off + crop]
+        if (img.ndim == 3 and img.shape[0] > 1 and img.dtype == np.uint8 and img.strides[0] == 1
+                and out.flags.c_contiguous):
+            # A CHW view of an OpenCV (HWC) decode: reading it channel-first strides through
+            # memory. Split it into contiguous planes (OpenCV, no GIL) and do each plane.
+            planes = _cv2().split(img.transpose(1, 2, 0))
+            for c, plane in enumerate(planes):
+                self._apply_plane(plane, c, out[c], h_off, w_off, do_mirror)
+            if self.scale != 1:
+                np.multiply(out, self.scale, out=out)
+            return out
         if do_mirror:
             img = img[..., ::-1]
         if self.mean is not None:
@@ -218,6 +243,38 @@ class CaffeTransform:
             np.multiply(out, self.scale, out=out)
         return out
 
+    def _mean_mirrored(self):
+        mirrored = getattr(self, "_mirrored_mean", None)
+        if mirrored is None:
+            mirrored = self._mirrored_mean = np.ascontiguousarray(self.mean[:, :, ::-1])
+        return mirrored
+
+    def _apply_plane(self, plane, c, out, h_off, w_off, do_mirror):
+        """(plane - mean of channel `c`) into `out`, mirrored as asked (scale comes after)."""
+        if self.mean is not None:
+            # OpenCV: uint8 - float32 into float32 converts the pixel (exactly) and subtracts in
+            # float32, as numpy does, several times faster. The mirrored image takes the mirrored
+            # mean, kept as a contiguous copy so that its crop is a plain OpenCV view.
+            cv2 = _cv2()
+            h, w = plane.shape
+            if do_mirror:
+                plane = cv2.flip(plane, 1)
+                width = self.mean.shape[2]
+                mean = self._mean_mirrored()[c, h_off:h_off + h, width - w_off - w:width - w_off]
+            else:
+                mean = self.mean[c, h_off:h_off + h, w_off:w_off + w]
+            res = cv2.subtract(plane, mean, dst=out, dtype=cv2.CV_32F)
+            if res.ctypes.data != out.ctypes.data:   # OpenCV allocated instead of writing in place
+                out[...] = res
+            return
+        if do_mirror:
+            plane = plane[:, ::-1]
+        if self.mean_values is not None:
+            mean = self.mean_values[c] if len(self.mean_values) > 1 else self.mean_values[0]
+            np.subtract(plane, mean, out=out, dtype=np.float32)
+        else:
+            out[...] = plane
+
     def __call__(self, data, *rest):
         """Transform one image; extra arguments (the label) pass through, for ``Dataset.transform``."""
         img = self._as_chw(data)
@@ -231,9 +288,8 @@ class CaffeTransform:
         todo = [i for i in range(len(images)) if encoded is None and np.ndim(images[i]) == 1
                 or encoded is not None and encoded[i]]
         if todo:
-            decoded = (pool.map if pool is not None else map)(
-                lambda i: decode_image(images[i], self.decode_mode, "record %d of the batch" % i), todo)
-            for i, img in zip(todo, decoded):
+            decode = lambda i: decode_image(images[i], self.decode_mode, "record %d of the batch" % i)
+            for i, img in zip(todo, _map_chunked(pool, decode, todo)):
                 images[i] = img
         return [self._as_chw(img) for img in images]
 
@@ -293,11 +349,7 @@ class CaffeTransform:
         if stacked and not random:
             return self._apply(images, out, *self._draw(shapes[0])) if n else out
         draws = [self._draw(shape) for shape in shapes]
-        if pool is None or n < 2:
-            for i in range(n):
-                self._apply(images[i], out[i], *draws[i])
-        else:
-            list(pool.map(lambda i: self._apply(images[i], out[i], *draws[i]), range(n)))
+        _map_chunked(pool, lambda i: self._apply(images[i], out[i], *draws[i]), range(n))
         return out
 
     def __repr__(self):
