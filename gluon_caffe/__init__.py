@@ -42,6 +42,7 @@ _LAZY = {
     "get_log_level": ("._ext._caffe", "get_log_level"),
     "set_random_seed": ("._ext._caffe", "set_random_seed"),
     "caffe_info": (".info", "caffe_info"),
+    "export_onnx": (".onnx", "export_onnx"),
     "nn": (".nn", None),
     "sym": (".sym", None),
     "CaffeLayer": (".nn", "CaffeLayer"),
@@ -64,8 +65,9 @@ def __getattr__(name):
         if attr is not None:
             value = getattr(value, attr)
     except ImportError as e:
-        raise ImportError("gluon_caffe.%s needs the compiled libcaffe bridge, which failed to load (%s); "
-                          "run `make test` or scripts/setup.sh to build it" % (name, e)) from e
+        what = "the onnx package" if module == ".onnx" else "the compiled libcaffe bridge"
+        raise ImportError("gluon_caffe.%s needs %s, which failed to load (%s); run `make test` or "
+                          "scripts/setup.sh to install and build everything" % (name, what, e)) from e
     globals()[name] = value
     return value
 

@@ -299,6 +299,42 @@ def _add_zoo_parser(sub):
     co.set_defaults(func=_cmd_zoo_convert)
 
 
+def _shape_option(spec):
+    """``--input-shape NAME=D0,D1,...``"""
+    name, sep, dims = spec.partition("=")
+    try:
+        shape = tuple(int(d) for d in dims.split(","))
+    except ValueError:
+        shape = ()
+    if not sep or not name or not shape or any(d < 1 for d in shape):
+        raise _UsageError("--input-shape %r: expected NAME=D0,D1,... with positive sizes" % spec)
+    return name, shape
+
+
+def _cmd_export_onnx(args):
+    from .converter.importer import convert
+    from .onnx import export_onnx
+
+    shapes = dict(_shape_option(s) for s in args.input_shape) or None
+    with _overwrite_hint():
+        if os.path.exists(args.output) and not args.overwrite:
+            raise ConversionError("output %r already exists (pass overwrite=True to replace it)" % args.output)
+        with _weights_progress(args.caffemodel, args.quiet) as progress:
+            converted = convert(args.prototxt, args.caffemodel, details=True, progress=progress,
+                                input_shapes=shapes, **_convert_options(args))
+        model = export_onnx(converted, args.output, input_shapes=shapes, opset=args.opset,
+                            dynamic_batch=args.dynamic_batch, overwrite=args.overwrite)
+    graph = model.graph
+    print("wrote %s (opset %d, %d nodes, %d initializers)"
+          % (args.output, args.opset, len(graph.node), len(graph.initializer)))
+
+    def dims(value):
+        return "x".join(d.dim_param or str(d.dim_value) for d in value.type.tensor_type.shape.dim) or "?"
+    print("inputs: %s" % ", ".join("%s (%s)" % (v.name, dims(v)) for v in graph.input))
+    print("outputs: %s" % ", ".join(v.name for v in graph.output))
+    return 0
+
+
 def _cmd_make_lmdb(args):
     from .data.writer import make_lmdb_main
 
@@ -333,6 +369,17 @@ def build_parser():
     lay = sub.add_parser("layers", help="Caffe layer types: native, fallback, input or dropped in the converter")
     lay.add_argument("--json", action="store_true", help="print as JSON")
     lay.set_defaults(func=_cmd_layers)
+
+    onx = sub.add_parser("export-onnx", help="convert a Caffe model and write it as an ONNX file "
+                         "(onnxruntime, TensorRT)")
+    _add_convert_options(onx)
+    onx.add_argument("-o", "--output", metavar="FILE.onnx", required=True, help="the ONNX file to write")
+    onx.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
+                     help="input shape (repeatable); default: the prototxt's")
+    onx.add_argument("--opset", type=int, default=13, help="ONNX opset, 13 to 17 (default 13)")
+    onx.add_argument("--dynamic-batch", action="store_true", help="declare the batch axis symbolic")
+    onx.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    onx.set_defaults(func=_cmd_export_onnx)
 
     _add_zoo_parser(sub)
 
