@@ -1,0 +1,264 @@
+"""CaffeLayer benchmark: real Caffe layers inside Gluon vs the same layers in a whole CaffeNet, side by side in one run.
+
+Cases (reference first; every repetition times the reference, then ours, alternating):
+
+- ``conv2`` / ``ip1``: hybridized fwd+bwd of LeNet's conv2 (20->50, 5x5, input 64x20x12x12) and ip1
+  (800->500, batch 64) as a ``CaffeLayer`` vs the same layer's Forward+Backward inside a CaffeNet
+  with ``force_backward`` (input copied in, top diff set, Backward), through the bridge's NetRunner
+  (no per-blob copies). Target ratio <= 1.10.
+- ``lenet_step``: one LeNet training step (fwd+bwd+SGD momentum update, batch 64) with Caffe conv
+  layers and Gluon pooling/Dense/loss under ``gluon.Trainer`` vs the whole LeNet as a CaffeNet
+  (``caffe train``'s work: ClearParamDiffs, Forward, Backward, then a numpy SGD update of Caffe's
+  blobs in place, as Caffe's SGDSolver computes it). Target ratio <= 1.15.
+- ``memory``: RSS growth (``/proc/self/status``) over N training steps of the CaffeLayer LeNet after
+  a warm-up (10,000 in full mode). Target < 20 MB.
+
+Lines read ``case: caffe_net X ms | gluon_caffe Y ms | ratio Y/X`` (median per call over the
+repetitions, min-max in brackets). Results go to ``benchmarks/out/bench_caffe_layer.json``. The exit
+status is non-zero only on an error, never because a result is slow. On a shared machine the
+numbers are noisy: compare ratios from one run, not times across runs.
+
+Usage: ``python benchmarks/bench_caffe_layer.py [--quick] [--reps N] [--iters N] [--mem-iters N] [--out PATH]``
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+# MXNet's OpenMP OpenBLAS also serves libcaffe's gemm; a Caffe gemm on the CustomOp thread next to
+# MXNet's OpenMP work can spin forever (see examples/lenet_caffe_conv.py). One OpenMP thread for
+# both sides keeps the comparison fair and the run alive.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+import mxnet as mx  # noqa: E402
+
+import gluon_caffe as gc  # noqa: E402
+
+__all__ = ["main", "layer_case", "lenet_case", "memory_case"]
+
+BATCH = 64
+CONV2 = ('layer { name: "conv2" type: "Convolution" convolution_param { num_output: 50 kernel_size: 5 '
+         'weight_filler { type: "xavier" } bias_filler { type: "constant" } } }')
+IP1 = ('layer { name: "ip1" type: "InnerProduct" inner_product_param { num_output: 500 '
+       'weight_filler { type: "xavier" } bias_filler { type: "constant" } } }')
+CONV1 = CONV2.replace('"conv2"', '"conv1"').replace("num_output: 50", "num_output: 20")
+
+LENET_NET = """name: "LeNet" force_backward: false
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: %(b)d dim: 1 dim: 28 dim: 28 } } }
+layer { name: "label" type: "Input" top: "label" input_param { shape { dim: %(b)d } } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param { num_output: 20 kernel_size: 5 weight_filler { type: "xavier" } bias_filler { type: "constant" } } }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "conv2" type: "Convolution" bottom: "pool1" top: "conv2"
+  convolution_param { num_output: 50 kernel_size: 5 weight_filler { type: "xavier" } bias_filler { type: "constant" } } }
+layer { name: "pool2" type: "Pooling" bottom: "conv2" top: "pool2" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "ip1" type: "InnerProduct" bottom: "pool2" top: "ip1"
+  inner_product_param { num_output: 500 weight_filler { type: "xavier" } bias_filler { type: "constant" } } }
+layer { name: "relu1" type: "ReLU" bottom: "ip1" top: "ip1" }
+layer { name: "ip2" type: "InnerProduct" bottom: "ip1" top: "ip2"
+  inner_product_param { num_output: 10 weight_filler { type: "xavier" } bias_filler { type: "constant" } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip2" bottom: "label" top: "loss" }
+""" % {"b": BATCH}
+
+LR, MOMENTUM, WD = 0.01, 0.9, 5e-4
+
+
+def one_layer_net(body, shape):
+    dims = " ".join("dim: %d" % d for d in shape)
+    return ('name: "one" force_backward: true\n'
+            'layer { name: "in" type: "Input" top: "x" input_param { shape { %s } } }\n'
+            '%s' % (dims, body.replace("layer {", 'layer { bottom: "x" top: "y"', 1)))
+
+
+def alternate(ref_fn, ours_fn, reps, iters):
+    """Per-call seconds of both, `reps` repetitions of `iters` calls each, alternating."""
+    ref, ours = [], []
+    for _ in range(reps):
+        for fn, out in ((ref_fn, ref), (ours_fn, ours)):
+            start = time.perf_counter()
+            for _ in range(iters):
+                fn()
+            out.append((time.perf_counter() - start) / iters)
+    return ref, ours
+
+
+def summary(name, ref, ours, target=None):
+    r, o = statistics.median(ref), statistics.median(ours)
+    result = {"case": name, "caffe_net_ms": r * 1e3, "gluon_caffe_ms": o * 1e3, "ratio": o / r,
+              "caffe_net_min_max_ms": [min(ref) * 1e3, max(ref) * 1e3],
+              "gluon_caffe_min_max_ms": [min(ours) * 1e3, max(ours) * 1e3], "target": target}
+    print("%-10s caffe_net %.2f ms [%.2f-%.2f] | gluon_caffe %.2f ms [%.2f-%.2f] | ratio %.2f%s"
+          % (name + ":", r * 1e3, min(ref) * 1e3, max(ref) * 1e3, o * 1e3, min(ours) * 1e3,
+             max(ours) * 1e3, o / r, "  (target <= %.2f)" % target if target else ""), flush=True)
+    return result
+
+
+# --------------------------------------------------------------------------- (a) one layer
+def layer_case(name, body, shape, reps, iters):
+    """Hybridized CaffeLayer fwd+bwd vs the layer inside a force_backward CaffeNet."""
+    rng = np.random.default_rng(0)
+    x_np = rng.standard_normal(shape).astype(np.float32)
+    net = gc.CaffeNet(one_layer_net(body, shape), phase="train")
+    runner = net._net           # the bridge itself: CaffeNet.forward/backward would copy every blob
+    layer_name = net.layer_names[-1]
+    weights = [p.copy() for p in net.params[layer_name]]
+    dy_np = rng.standard_normal(runner.blob("y").shape).astype(np.float32)
+
+    def ref():
+        runner.set_input("x", x_np)
+        runner.forward()
+        runner.clear_diffs()
+        runner.blob("y", diff=True)[...] = dy_np
+        runner.backward()
+
+    block = gc.nn.CaffeLayer(body)
+    block.initialize()
+    x = mx.nd.array(x_np)
+    x.attach_grad()
+    block(x)
+    for p, w in zip(block.collect_params().values(), weights):
+        p.set_data(mx.nd.array(w.reshape(p.shape)))
+    block.hybridize(static_alloc=True, static_shape=True)
+    dy = mx.nd.array(dy_np)
+
+    def ours():
+        with mx.autograd.record():
+            y = block(x)
+        y.backward(dy)
+        mx.nd.waitall()
+
+    for _ in range(3):
+        ref()
+        ours()
+    # Same numbers as Caffe (a benchmark that compares the wrong thing is worse than none).
+    y = block(x).asnumpy()
+    np.testing.assert_allclose(y, runner.blob("y"), rtol=1e-4, atol=1e-4)
+    ref_t, ours_t = alternate(ref, ours, reps, iters)
+    return summary(name, ref_t, ours_t, 1.10)
+
+
+# --------------------------------------------------------------------------- (b) LeNet step
+def gluon_lenet():
+    net = mx.gluon.nn.HybridSequential()
+    with net.name_scope():
+        net.add(gc.nn.CaffeLayer(CONV1), mx.gluon.nn.MaxPool2D(2, 2), gc.nn.CaffeLayer(CONV2),
+                mx.gluon.nn.MaxPool2D(2, 2), mx.gluon.nn.Flatten(),
+                mx.gluon.nn.Dense(500, activation="relu"), mx.gluon.nn.Dense(10))
+    return net
+
+
+def lenet_parts():
+    """Our LeNet (hybridized, Trainer) and a step function on one fixed batch."""
+    rng = np.random.default_rng(1)
+    x = mx.nd.array(rng.uniform(0, 1, (BATCH, 1, 28, 28)).astype(np.float32))
+    y = mx.nd.array(rng.integers(0, 10, BATCH).astype(np.float32))
+    net = gluon_lenet()
+    net.initialize(mx.init.Xavier())
+    net(x)
+    net.hybridize(static_alloc=True, static_shape=True)
+    loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
+    trainer = mx.gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": LR, "momentum": MOMENTUM, "wd": WD})
+
+    def step():
+        with mx.autograd.record():
+            loss = loss_fn(net(x), y)
+        loss.backward()
+        trainer.step(BATCH)
+        mx.nd.waitall()
+    return net, step
+
+
+def lenet_case(reps, iters):
+    """A LeNet training step: CaffeLayer convs in Gluon vs the whole LeNet as a CaffeNet + SGD."""
+    rng = np.random.default_rng(1)
+    x_np = rng.uniform(0, 1, (BATCH, 1, 28, 28)).astype(np.float32)
+    y_np = rng.integers(0, 10, BATCH).astype(np.float32)
+    runner = gc.CaffeNet(LENET_NET, phase="train")._net
+    params = [(runner.param(layer, i), runner.param(layer, i, diff=True))
+              for layer in ("conv1", "conv2", "ip1", "ip2") for i in range(2)]
+    history = [np.zeros_like(w) for w, _ in params]
+
+    def ref():
+        runner.set_input("data", x_np)
+        runner.set_input("label", y_np)
+        runner.clear_diffs()
+        runner.forward()
+        runner.backward()
+        # SGDSolver::ComputeUpdateValue + Blob::Update: v = m v + lr (g + wd w); w -= v.
+        for (w, g), v in zip(params, history):
+            g += WD * w
+            v *= MOMENTUM
+            v += LR * g
+            w -= v
+
+    _, ours = lenet_parts()
+    for _ in range(3):
+        ref()
+        ours()
+    ref_t, ours_t = alternate(ref, ours, reps, iters)
+    return summary("lenet_step", ref_t, ours_t, 1.15)
+
+
+# --------------------------------------------------------------------------- (c) memory
+def rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def memory_case(iters, warmup=200):
+    """RSS growth over `iters` LeNet training steps (CaffeLayer convs) after `warmup` steps."""
+    _, step = lenet_parts()
+    for _ in range(warmup):
+        step()
+    before = rss_mb()
+    start = time.perf_counter()
+    for _ in range(iters):
+        step()
+    after = rss_mb()
+    growth = after - before
+    print("%-10s %d fwd+bwd+update steps: RSS %.1f MB -> %.1f MB, growth %.1f MB (%.1fs)  (target < 20 MB)"
+          % ("memory:", iters, before, after, growth, time.perf_counter() - start), flush=True)
+    return {"case": "memory", "iterations": iters, "warmup": warmup, "rss_before_mb": before,
+            "rss_after_mb": after, "growth_mb": growth, "target_mb": 20}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run in well under a minute")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions per case")
+    parser.add_argument("--iters", type=int, default=None, help="calls per repetition")
+    parser.add_argument("--mem-iters", type=int, default=None, help="steps for the memory case")
+    parser.add_argument("--out", default=os.path.join(HERE, "out", "bench_caffe_layer.json"))
+    args = parser.parse_args(argv)
+    reps = args.reps or (3 if args.quick else 15)
+    iters = args.iters or (5 if args.quick else 20)
+    mem_iters = args.mem_iters if args.mem_iters is not None else (100 if args.quick else 10000)
+    print("bench_caffe_layer: %s, %d CPUs, OMP_NUM_THREADS=%s, %d reps x %d calls%s"
+          % (platform.node(), os.cpu_count(), os.environ.get("OMP_NUM_THREADS"), reps, iters,
+             " (quick)" if args.quick else ""), flush=True)
+    results = [layer_case("conv2", CONV2, (BATCH, 20, 12, 12), reps, iters),
+               layer_case("ip1", IP1, (BATCH, 50, 4, 4), reps, iters),
+               lenet_case(reps, max(1, iters // 2))]
+    results.append(memory_case(mem_iters, warmup=20 if args.quick else 200))
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump({"quick": args.quick, "reps": reps, "iters": iters, "cpus": os.cpu_count(),
+                   "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "results": results}, f, indent=1)
+    print("wrote %s" % args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
