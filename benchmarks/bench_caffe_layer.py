@@ -29,10 +29,6 @@ import statistics
 import sys
 import time
 
-# MXNet's OpenMP OpenBLAS also serves libcaffe's gemm; a Caffe gemm on the CustomOp thread next to
-# MXNet's OpenMP work can spin forever (see examples/lenet_caffe_conv.py). One OpenMP thread for
-# both sides keeps the comparison fair and the run alive.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 

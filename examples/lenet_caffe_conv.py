@@ -5,12 +5,6 @@ import os
 import tempfile
 import time
 
-# MXNet's bundled OpenBLAS is built with OpenMP, and libcaffe's gemm calls bind to it (MXNet loads
-# first). A Caffe gemm on the CustomOp thread while MXNet's threads run OpenMP work can spin in
-# OpenBLAS's exec_blas forever (seen here: the first hybridized step after an imperative batch
-# of 500). One OpenMP thread avoids it; set OMP_NUM_THREADS yourself to override.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
 import mxnet as mx
 import numpy as np
 from tqdm import tqdm

@@ -5,7 +5,8 @@ set -euo pipefail
 
 PKGS="build-essential cmake dpkg-dev libboost-system-dev libboost-thread-dev libboost-filesystem-dev
 libgoogle-glog-dev libgflags-dev libprotobuf-dev protobuf-compiler libhdf5-dev liblmdb-dev
-libleveldb-dev libsnappy-dev libopenblas-dev libopencv-dev dataset-fashion-mnist python3-venv"
+libleveldb-dev libsnappy-dev libopenblas-dev libopencv-dev dataset-fashion-mnist python3-venv
+patchelf"
 
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
