@@ -225,6 +225,12 @@ class CaffeDataset:
         ``discard`` drops them; ``rollover`` starts the next epoch with them (Gluon's meanings).
     ctx : mxnet.Context, optional
         Where the batches go (default CPU).
+    num_parts, part_index : int
+        Sharding for distributed training, by Caffe's multi-GPU rule: this dataset yields records
+        ``part_index``, ``part_index + num_parts``, ... of the source (what the Data layer of
+        solver rank `part_index` of `num_parts` reads), in batches of ``batch_size``, the same
+        records :class:`CaffeLMDBDataset` gives with the same arguments. Typically
+        ``num_parts=kv.num_workers, part_index=kv.rank``. See the notes.
 
     Notes
     -----
@@ -235,9 +241,23 @@ class CaffeDataset:
     is not at the first record (the cost is opening the database and refilling the prefetch
     queue, milliseconds). ``rollover`` keeps one layer, whose endless cycle is exactly Gluon's
     rollover. A LevelDB is given to Caffe as a private snapshot so that nothing writes to it.
+
+    Sharding (``num_parts > 1``): the bridge does not expose Caffe's solver rank and count
+    (``Caffe::set_solver_rank``), which is what makes Caffe's own ``DataLayer::Skip`` drop the other
+    ranks' records, so the rule is applied around the layer instead: the layer runs with
+    ``batch_size * num_parts`` and every part keeps rows ``part_index::num_parts`` of each of its
+    batches. Global batch ``i`` holds records ``i*B*N ... (i+1)*B*N - 1``, so those rows are
+    exactly records ``part_index + N*(i*B + j)``, shard records ``i*B + j``: Caffe's rule, batch for
+    batch, with Caffe's transform. The price is that each part reads and transforms the whole
+    database (``num_parts`` times the work of one shard; use :class:`CaffeLMDBDataset` when that
+    matters). ``len()`` counts this part's records, so when ``num_parts`` does not divide the record
+    count the parts' lengths (and numbers of batches) can differ by one; a ``dist_sync`` job must
+    make the same number of steps on every worker. ``rollover`` needs ``num_parts`` to divide the
+    record count (otherwise the records would change parts from one epoch to the next).
     """
 
-    def __init__(self, prototxt, phase="train", flat=False, last_batch="keep", ctx=None):
+    def __init__(self, prototxt, phase="train", flat=False, last_batch="keep", ctx=None,
+                 num_parts=1, part_index=0):
         text, origin = read_prototxt(prototxt)
         phase = str(phase).lower()
         if phase not in ("train", "test"):
@@ -260,6 +280,7 @@ class CaffeDataset:
         self.ctx = ctx
         self._snapshot = None
         self.num_records, self.batch_size = self._inspect(origin)
+        self._shard(num_parts, part_index)
         self._net = None
         self._delivered = 0   # records the live net has delivered since it was built
         self._carry = 0       # rollover: records of the last epoch not yet delivered
@@ -353,9 +374,33 @@ class CaffeDataset:
         self._delivered = 0
         self._tops = list(self.layer.top)
 
+    def _shard(self, num_parts, part_index):
+        """Keep part `part_index` of `num_parts` (see the class notes): the layer reads batches of
+        ``batch_size * num_parts`` and :meth:`_next_batch` keeps this part's rows."""
+        num_parts, part_index = int(num_parts), int(part_index)
+        if num_parts < 1 or not 0 <= part_index < num_parts:
+            raise ValueError("need num_parts >= 1 and 0 <= part_index < num_parts, got %r, %r"
+                             % (num_parts, part_index))
+        self.num_parts, self.part_index = num_parts, part_index
+        self._cycle = self.num_records      # records of one pass of the layer's own cursor
+        if num_parts == 1:
+            return
+        what = "layer %r (%s)" % (self.layer.name, self.layer.type)
+        if self.num_records < num_parts:
+            raise ValueError("%s: %d records cannot be split into %d parts"
+                             % (what, self.num_records, num_parts))
+        if self.last_batch == "rollover" and self.num_records % num_parts:
+            raise ValueError("%s: last_batch='rollover' with num_parts=%d needs a record count divisible "
+                             "by it (the source has %d)" % (what, num_parts, self.num_records))
+        p = self.layer.data_param if self.layer.type == "Data" else self.layer.image_data_param
+        p.batch_size = self.batch_size * num_parts
+        self.num_records = len(range(part_index, self.num_records, num_parts))
+
     def _next_batch(self):
         blobs = self._net.forward()
-        self._delivered += self.batch_size
+        self._delivered += self.batch_size * self.num_parts
+        if self.num_parts > 1:
+            return [blobs[t][self.part_index::self.num_parts] for t in self._tops]
         return [blobs[t] for t in self._tops]
 
     # ------------------------------------------------------------------ iteration
@@ -383,7 +428,7 @@ class CaffeDataset:
             total = self._carry + n
             batches, sizes = total // b, None
         else:
-            if self._net is None or self._delivered % n:
+            if self._net is None or self._delivered % self._cycle:
                 self._build()
             batches = len(self)
             sizes = [b] * (n // b) + ([n % b] if self.last_batch == "keep" and n % b else [])

@@ -1,5 +1,6 @@
 """The MXNet operator behind CaffeLayer, CaffeLossBlock and gluon_caffe.sym: one Caffe layer as a CustomOp."""
 
+import atexit
 import collections
 import concurrent.futures
 import ctypes
@@ -361,6 +362,21 @@ class _ReleasingDict(dict):
 
 
 _patch_registry_release()
+
+
+def _drain_engine():
+    """Finish queued CaffeOp work before MXNet shuts its engine down.
+
+    Registered after mxnet's own exit hook, so it runs first (atexit is last-in, first-out): a
+    process exiting with Caffe work still queued otherwise waits forever inside MXNotifyShutdown.
+    """
+    try:
+        mx.nd.waitall()
+    except Exception:  # an operator's error at exit has nobody left to report to
+        pass
+
+
+atexit.register(_drain_engine)
 
 
 # ------------------------------------------------------------------ memory
