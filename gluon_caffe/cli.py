@@ -335,6 +335,49 @@ def _cmd_export_onnx(args):
     return 0
 
 
+def _cmd_evaluate(args):
+    from .evaluate import evaluate
+
+    if args.mean or args.rgb:
+        raise _UsageError("evaluate feeds both nets the same inputs: give the mean in --transform-param "
+                          "(mean_file / mean_value), and Caffe reads BGR (no --rgb)")
+
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(desc="evaluating", unit="img", file=sys.stderr, leave=False)
+
+    def progress(done, total):
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        report = evaluate(args.prototxt, args.caffemodel, args.db, args.transform_param, backend=args.backend,
+                          batch_size=args.batch_size, limit=args.limit, output=args.output,
+                          progress=progress if bar is not None else None, fuse=args.fuse,
+                          fallback=not args.no_fallback)
+    finally:
+        if bar is not None:
+            bar.close()
+    print("%-12s %8s %8s" % ("", "top-1", "top-5"))
+    print("%-12s %8.4f %8.4f" % ("gluon_caffe", report.top1, report.top5))
+    print("%-12s %8.4f %8.4f" % ("real Caffe", report.caffe_top1, report.caffe_top5))
+    print("%d images; the two agree on the top class for %.2f%% of them" % (report.images, 100 * report.agreement))
+    return 0
+
+
+def _cmd_bench(args):
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "run_all.py")
+    if not os.path.isfile(script):
+        raise CaffeError("the benchmarks ship with the source tree (benchmarks/run_all.py), not with an "
+                         "installed package: run `make bench` in a clone")
+    import subprocess
+
+    return subprocess.call([sys.executable, script] + (["--quick"] if args.quick else []) +
+                           (["--only"] + args.only if args.only else []))
+
+
 def _cmd_make_lmdb(args):
     from .data.writer import make_lmdb_main
 
@@ -382,6 +425,23 @@ def build_parser():
     onx.set_defaults(func=_cmd_export_onnx)
 
     _add_zoo_parser(sub)
+
+    ev = sub.add_parser("evaluate", help="top-1/top-5 of the converted model and of real Caffe on a labelled "
+                        "LMDB/LevelDB, side by side (the seed's test_converter)")
+    _add_convert_options(ev)
+    ev.add_argument("db", help="LMDB/LevelDB of labelled Datum records")
+    ev.add_argument("--transform-param", default="", metavar="TEXT",
+                    help='Caffe transform_param text, e.g. "crop_size: 227 mean_file: \'mean.binaryproto\'"')
+    ev.add_argument("--backend", default="lmdb", choices=["lmdb", "leveldb"])
+    ev.add_argument("--batch-size", type=int, default=50)
+    ev.add_argument("--limit", type=int, default=None, help="only the first N records")
+    ev.add_argument("--output", default=None, help="the blob holding class scores (default: first output)")
+    ev.set_defaults(func=_cmd_evaluate)
+
+    be = sub.add_parser("bench", help="run the benchmarks (benchmarks/run_all.py) and write benchmarks/RESULTS.md")
+    be.add_argument("--quick", action="store_true", help="small sizes, few repetitions")
+    be.add_argument("--only", nargs="*", default=None, help="benchmark names (bench_convert, ...)")
+    be.set_defaults(func=_cmd_bench)
 
     mk = sub.add_parser("make-lmdb", add_help=False, prefix_chars="\0",
                         help="images listed as 'path label' lines -> LMDB/LevelDB of Datum (convert_imageset)")

@@ -218,3 +218,43 @@ def test_make_lmdb_through_the_main_command(tmp_path):
     assert len(ds) == 3 and [int(ds[i][1]) for i in range(3)] == [0, 1, 2]
     again = run("make-lmdb", str(tmp_path), str(tmp_path / "list.txt"), str(db), "-q")
     assert again.returncode != 0 and "overwrite" in again.stderr
+
+
+def test_evaluate_reports_both_nets_side_by_side(tmp_path):
+    import numpy as np
+
+    import gluon_caffe as gc
+
+    proto = tmp_path / "cls.prototxt"
+    proto.write_text('''name: "cls"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 1 dim: 4 dim: 4 } } }
+layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc"
+        inner_product_param { num_output: 6 weight_filler { type: "gaussian" std: 1 } } }
+layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }
+''')
+    net = gc.CaffeNet(str(proto))
+    model = str(tmp_path / "cls.caffemodel")
+    net.save(model)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (40, 1, 4, 4), dtype=np.uint8)
+    w, b = net.params["fc"]
+    scores = (images.reshape(40, -1) / 255.0) @ w.T + b
+    labels = scores.argmax(1)
+    labels[:10] = (labels[:10] + 1) % 6          # 10 of 40 wrong: top-1 must be exactly 0.75
+    gc.data.write_lmdb(images, labels, str(tmp_path / "db"))
+    proc = run("evaluate", str(proto), model, str(tmp_path / "db"), "--transform-param", "scale: 0.00392156862745098",
+               "--batch-size", "16", "-q")
+    assert proc.returncode == 0, proc.stderr
+    lines = {l.split()[0] + (" " + l.split()[1] if l.startswith("real") else ""): l.split() for l in
+             proc.stdout.splitlines() if l.strip()}
+    assert float(lines["gluon_caffe"][1]) == 0.75 and float(lines["real Caffe"][2]) == 0.75
+    assert "40 images" in proc.stdout and "100.00%" in proc.stdout
+    bad = run("evaluate", str(proto), model, str(tmp_path / "db"), "--rgb")
+    assert bad.returncode == 2 and "transform-param" in bad.stderr
+
+
+def test_help_lists_every_command():
+    proc = run("--help")
+    assert proc.returncode == 0
+    for command in ("convert", "verify", "evaluate", "layers", "zoo", "make-lmdb", "info", "bench", "export-onnx"):
+        assert command in proc.stdout, command
