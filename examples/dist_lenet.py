@@ -10,7 +10,6 @@ sums the workers' gradients on the parameter server every step.
 
 import argparse
 import gc as gc_module
-import gzip
 import json
 import os
 import signal
@@ -28,34 +27,13 @@ from gluon_caffe.distributed import StepWatchdog, launch_local
 __all__ = ["FASHION", "load_fashion", "write_lmdbs", "data_prototxt", "build_lenet", "SeededInit", "init_params",
            "param_vector", "shard_batches", "train_worker", "main"]
 
-FASHION = "/usr/share/datasets/fashion-mnist"   # Debian's dataset-fashion-mnist
 SCALE = 0.00390625                               # Caffe's LeNet transform_param scale (1/256)
 RESULT_TAG = "GLUON_CAFFE_RESULT "               # the line a worker prints its summary on (JSON)
 
-
-def load_fashion(split, limit=None):
-    """The first `limit` images (uint8 N x 28 x 28) and labels of Fashion-MNIST `split` ('train'/'t10k')."""
-    n = int(limit) if limit else -1
-    with gzip.open(os.path.join(FASHION, "%s-images-idx3-ubyte.gz" % split)) as f:
-        f.read(16)
-        images = np.frombuffer(f.read(n * 784 if n > 0 else -1), np.uint8).reshape(-1, 28, 28)
-    with gzip.open(os.path.join(FASHION, "%s-labels-idx1-ubyte.gz" % split)) as f:
-        f.read(8)
-        labels = np.frombuffer(f.read(n if n > 0 else -1), np.uint8).astype(np.int64)
-    return images, labels
-
-
-def write_lmdbs(workdir, limit=None, test_limit=None, seed=0):
-    """Training (shuffled once, Caffe reads in key order) and test LMDBs; returns their paths."""
-    paths = {}
-    for split, n, name in (("train", limit, "train"), ("t10k", test_limit, "test")):
-        images, labels = load_fashion(split, n)
-        if name == "train":
-            order = np.random.default_rng(seed).permutation(len(labels))
-            images, labels = images[order], labels[order]
-        paths[name] = os.path.join(workdir, "fashion_%s_lmdb" % name)
-        gcd.write_lmdb(images[:, None], labels, paths[name], overwrite=True)
-    return paths
+# The single-process examples already read Fashion-MNIST and write its LMDBs: reuse them.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lenet_caffe_conv import write_fashion_lmdbs as write_lmdbs  # noqa: E402
+from mlp_caffe_layers import FASHION, load_fashion  # noqa: E402,F401
 
 
 def data_prototxt(source, batch_size):
