@@ -17,7 +17,8 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-RATIO_LINE = re.compile(r"^(?P<claim>.*?\S)\s+\|\s+gluon_caffe\s+(?P<ours>[^|]*?)\s+\|\s+ratio\s+(?P<ratio>[0-9.]+)")
+RATIO_LINE = re.compile(r"^(?P<claim>.*?\S)\s+\|\s+gluon_caffe(?P<how>\(\S+\))?\s+(?P<ours>[^|]*?)\s+\|\s+"
+                        r"ratio\s+(?P<ratio>[0-9.]+)")
 
 
 def cpu_description():
@@ -64,7 +65,8 @@ def run_one(path, quick):
     for line in proc.stdout.splitlines():
         m = RATIO_LINE.match(line.strip())
         if m:
-            rows.append((os.path.basename(path), m.group("claim"), m.group("ours"), float(m.group("ratio"))))
+            ours = ("%s %s" % (m.group("how"), m.group("ours"))) if m.group("how") else m.group("ours")
+            rows.append((os.path.basename(path), m.group("claim"), ours, float(m.group("ratio"))))
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-4000:])
     return rows, proc.returncode
@@ -78,8 +80,13 @@ def write_chart(rows, path):
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    labels = [claim[:60] for _, claim, _, _ in rows]
-    ratios = [r for _, _, _, r in rows]
+    # Throughput claims (samples/s) print ours/reference, where higher is better: plot their inverse
+    # so that every bar reads "lower is better".
+    labels, ratios = [], []
+    for bench, claim, _, ratio in rows:
+        throughput = "samples/s" in claim
+        labels.append("%s: %s%s" % (bench[6:-3], " ".join(claim.split())[:55], " (1/x)" if throughput else ""))
+        ratios.append(1.0 / ratio if throughput and ratio else ratio)
     fig, ax = plt.subplots(figsize=(9, 0.4 * len(rows) + 1.5))
     ax.barh(range(len(rows)), ratios, color=["#3a7" if r <= 1.0 else "#c73" for r in ratios])
     ax.axvline(1.0, color="k", linewidth=0.8)
