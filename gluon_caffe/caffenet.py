@@ -5,6 +5,7 @@ import os
 import numpy as np
 
 from ._ext import _caffe
+from ._files import atomic_outputs
 from ._text import read_prototxt
 from .errors import CaffeIOError, CaffeShapeError
 
@@ -147,17 +148,8 @@ class CaffeNet:
 
     def save(self, caffemodel_path):
         """Write the weights as a binary ``.caffemodel`` (atomically: nothing half-written)."""
-        path = os.fspath(caffemodel_path)
-        directory = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(directory):
-            raise CaffeIOError("cannot write %r: directory %r does not exist" % (path, directory))
-        tmp = "%s.tmp-%d" % (path, os.getpid())
-        try:
+        with atomic_outputs([caffemodel_path], True, CaffeIOError) as (tmp,):
             self._net.save(tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
 
     def __repr__(self):
         return "<CaffeNet %r: %d layers, inputs %s, %s, %s>" % (

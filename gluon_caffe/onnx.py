@@ -3,11 +3,11 @@
 import ast
 import json
 import os
-import tempfile
 
 import mxnet as mx
 import numpy as np
 
+from ._files import atomic_outputs
 from .errors import ConversionError
 
 __all__ = ["export_onnx", "to_onnx_model", "DEFAULT_OPSET"]
@@ -914,27 +914,8 @@ def export_onnx(net, path, input_shapes=None, opset=DEFAULT_OPSET, *, dynamic_ba
         missing, the output exists (without ``overwrite``) or cannot be
         written.
     """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise ConversionError("cannot write %r: directory %r does not exist" % (path, directory))
-    if not overwrite and os.path.exists(path):
-        raise ConversionError("output %r already exists (pass overwrite=True to replace it)" % path)
-    model = to_onnx_model(net, input_shapes, opset=opset, dynamic_batch=dynamic_batch)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_outputs([path], overwrite, ConversionError) as (tmp,):
+        model = to_onnx_model(net, input_shapes, opset=opset, dynamic_batch=dynamic_batch)
+        with open(tmp, "wb") as f:
             f.write(model.SerializeToString())
-        if not overwrite and os.path.exists(path):
-            raise ConversionError("output %r already exists (pass overwrite=True to replace it)" % path)
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as e:
-        raise ConversionError("cannot write %r: %s" % (path, e.strerror or e)) from e
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
     return model

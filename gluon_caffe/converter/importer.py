@@ -1,11 +1,11 @@
 """Caffe prototxt + caffemodel -> MXNet Symbol + params (convert) -> Gluon SymbolBlock (import_model)."""
 
 import os
-import tempfile
 
 import mxnet as mx
 import numpy as np
 
+from .._files import atomic_outputs
 from ..errors import (CaffeError, ConversionError, UnsupportedLayerError,
                       layer_context)
 from . import fallback as _fallback
@@ -277,36 +277,15 @@ def _check_outputs(out_prefix, overwrite):
 
 def _write_outputs(converted, paths, overwrite):
     """Write symbol and params through temporary files renamed into place: no partial outputs."""
-    directory = os.path.dirname(os.path.abspath(paths[0]))
-    temps = []
     try:
-        for p in paths:
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(p) + ".", suffix=".tmp")
-            os.close(fd)
-            temps.append(tmp)
-        converted.symbol.save(temps[0])
-        blob = {"arg:" + k: v for k, v in converted.arg_params.items()}
-        blob.update({"aux:" + k: v for k, v in converted.aux_params.items()})
-        mx.nd.save(temps[1], blob)
-        if not overwrite:
-            for p in paths:
-                if os.path.exists(p):
-                    raise ConversionError("output %r already exists (pass overwrite=True to replace it)" % p)
-        for tmp, p in zip(temps, paths):
-            os.replace(tmp, p)
-        temps = []
-    except OSError as exc:
-        raise ConversionError("cannot write outputs %r: %s" % (paths[0][:-len("-symbol.json")],
-                                                               exc.strerror or exc)) from exc
+        with atomic_outputs(paths, overwrite, ConversionError) as temps:
+            converted.symbol.save(temps[0])
+            blob = {"arg:" + k: v for k, v in converted.arg_params.items()}
+            blob.update({"aux:" + k: v for k, v in converted.aux_params.items()})
+            mx.nd.save(temps[1], blob)
     except mx.base.MXNetError as exc:
         raise ConversionError("cannot write outputs %r: %s" % (paths[0][:-len("-symbol.json")],
                                                                str(exc).splitlines()[0])) from exc
-    finally:
-        for tmp in temps:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
 
 
 def convert(prototxt, caffemodel=None, out_prefix=None, *, mean=None, rgb=False, fuse=False, fallback=True,

@@ -1,0 +1,40 @@
+"""All-or-nothing output files (gluon_caffe._files)."""
+
+import os
+
+import pytest
+
+from gluon_caffe._files import atomic_outputs
+from gluon_caffe.errors import ConversionError
+
+
+def test_outputs_appear_only_on_success(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    with pytest.raises(RuntimeError):
+        with atomic_outputs([a, b], False, ConversionError) as (ta, tb):
+            open(ta, "w").write("A")
+            raise RuntimeError("writer failed")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_outputs([a, b], False, ConversionError) as (ta, tb):
+        open(ta, "w").write("A")
+        open(tb, "w").write("B")
+    assert a.read_text() == "A" and b.read_text() == "B"
+    assert sorted(os.listdir(tmp_path)) == ["a", "b"]
+
+
+def test_existing_output_kept_unless_overwrite(tmp_path):
+    a = tmp_path / "a"
+    a.write_text("mine")
+    with pytest.raises(ConversionError, match="already exists"):
+        with atomic_outputs([a], False, ConversionError) as (ta,):
+            open(ta, "w").write("new")
+    assert a.read_text() == "mine"
+    with atomic_outputs([a], True, ConversionError) as (ta,):
+        open(ta, "w").write("new")
+    assert a.read_text() == "new" and sorted(os.listdir(tmp_path)) == ["a"]
+
+
+def test_missing_directory_is_named(tmp_path):
+    with pytest.raises(ConversionError, match="does not exist"):
+        with atomic_outputs([tmp_path / "nope" / "x"], True, ConversionError):
+            pass
