@@ -4,6 +4,7 @@ libcaffe comes from third_party/caffe/build.sh (cached outside the clone), or fr
 prefix named by GLUON_CAFFE_PREFIX.
 """
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -102,13 +103,39 @@ extensions = [
     ),
 ]
 
+
+def mxnet_dir():
+    spec = importlib.util.find_spec("mxnet")
+    if spec is None or not spec.origin:
+        sys.exit("mxnet is not installed: the operator library builds against its lib_api.h")
+    return os.path.dirname(spec.origin)
+
+
+MXNET = mxnet_dir()
+# The C++ operator library for mx.library's lib_api (loaded by gluon_caffe.nn._lib, not imported).
+operator_library = Extension(
+    "gluon_caffe._ext.libgluon_caffe_op",
+    sources=["gluon_caffe/_ext/caffe_op.cc", os.path.join(MXNET, "src", "lib_api.cc")],
+    depends=["gluon_caffe/_ext/bridge.hpp", os.path.join(MXNET, "include", "mxnet", "lib_api.h"),
+             os.path.join(PREFIX, "lib", "libcaffe.so"), os.path.join(PREFIX, "gluon_caffe_patch_id")],
+    language="c++",
+    include_dirs=[os.path.join(HERE, "gluon_caffe", "_ext"), os.path.join(PREFIX, "include"),
+                  os.path.join(MXNET, "include")],
+    define_macros=[(flag, None) for flag in FLAGS],
+    libraries=["caffe", "glog", "gflags", "protobuf", "boost_system"],
+    library_dirs=[os.path.join(PREFIX, "lib")],
+    runtime_library_dirs=[os.path.join(PREFIX, "lib")],
+    extra_compile_args=["-std=c++17", "-O2", "-Wno-unused-function", "-Wno-deprecated-declarations"],
+)
+
 setup(
     name="gluon_caffe",
     version="0.1.0",
     description="Real Caffe inside Apache MXNet Gluon: Caffe layers as blocks, Caffe data, model conversion",
     packages=find_packages(include=["gluon_caffe", "gluon_caffe.*"]),
-    package_data={"gluon_caffe": ["proto/caffe.proto", "_ext/*.hpp", "_ext/*.pxd"]},
-    ext_modules=cythonize(extensions, language_level=3, compiler_directives={"embedsignature": True}),
+    package_data={"gluon_caffe": ["proto/caffe.proto", "_ext/*.hpp", "_ext/*.pxd", "_ext/*.cc"]},
+    ext_modules=cythonize(extensions, language_level=3, compiler_directives={"embedsignature": True})
+    + [operator_library],
     cmdclass={"build_py": BuildPy},
     python_requires=">=3.9",
     install_requires=["mxnet==1.9.1", "numpy==1.23.5", "protobuf", "lmdb", "tqdm"],

@@ -145,9 +145,10 @@ class _Emitter(object):
     def run(self, output_names):
         nodes = self.graph["nodes"]
         custom = ["%s (%s)" % (n["name"], n.get("attrs", {}).get("op_type", "?")) for n in nodes if n["op"] == "Custom"]
+        custom += ["%s (%s)" % (n["name"], n["op"]) for n in nodes if n["op"] == "gluon_caffe_CaffeOp"]
         if custom:
-            raise ConversionError("cannot export to ONNX: %d layer(s) run in Caffe as fallback CaffeLayers "
-                                  "(Custom operators), which ONNX cannot express: %s"
+            raise ConversionError("cannot export to ONNX: %d layer(s) run in Caffe as CaffeLayers "
+                                  "(fallbacks or blocks), which ONNX cannot express: %s"
                                   % (len(custom), ", ".join(custom)))
         self._names.update(output_names)
         labels_only = _label_only_nodes(self.graph)
@@ -909,8 +910,8 @@ def export_onnx(net, path, input_shapes=None, opset=DEFAULT_OPSET, *, dynamic_ba
     Raises
     ------
     ConversionError
-        The net holds fallback CaffeLayers (``Custom`` gluon_caffe.CaffeOp,
-        all named) or other operators with no ONNX mapping, a shape is
+        The net holds CaffeLayers (``Custom`` gluon_caffe.CaffeOp or
+        ``gluon_caffe_CaffeOp``, all named) or other operators with no ONNX mapping, a shape is
         missing, the output exists (without ``overwrite``) or cannot be
         written.
     """

@@ -352,10 +352,22 @@ layer { name: "fc" type: "InnerProduct" bottom: "spp" top: "fc" inner_product_pa
 
 def test_fallback_layers_are_refused_by_name(tmp_path):
     converted = gc.convert(FALLBACK_NET, details=True)
-    with pytest.raises(gc.ConversionError, match=r"fallback CaffeLayers.*spp"):
+    with pytest.raises(gc.ConversionError, match=r"as CaffeLayers.*spp"):
         to_onnx_model(converted)
     with pytest.raises(gc.ConversionError, match="spp"):
         export_onnx(converted, str(tmp_path / "x.onnx"))
+    assert os.listdir(tmp_path) == []
+
+
+def test_caffe_layer_blocks_are_refused_by_name(tmp_path):
+    net = mx.gluon.nn.HybridSequential()
+    with net.name_scope():
+        net.add(gc.nn.CaffeLayer('layer { name: "tanh" type: "TanH" }'), mx.gluon.nn.Dense(2))
+    net.initialize()
+    net.hybridize()
+    net(mx.nd.ones((1, 3)))
+    with pytest.raises(gc.ConversionError, match=r"as CaffeLayers"):
+        export_onnx(net, str(tmp_path / "x.onnx"), {"data": (1, 3)})
     assert os.listdir(tmp_path) == []
 
 

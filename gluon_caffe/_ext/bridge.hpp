@@ -3,7 +3,9 @@
 #ifndef GLUON_CAFFE_BRIDGE_HPP_
 #define GLUON_CAFFE_BRIDGE_HPP_
 
+#ifndef GCB_NO_PYTHON
 #include <Python.h>
+#endif
 
 #include <algorithm>
 #include <cstring>
@@ -106,6 +108,7 @@ inline RecentLog& recent_log() {
   return *sink;
 }
 
+#ifndef GCB_NO_PYTHON
 // Python callable (kind, message, check, source, context) -> exception instance,
 // registered by the Cython module at import.
 inline PyObject*& error_factory() {
@@ -167,6 +170,8 @@ inline void translate_exception() {
     raise_python("error", "unknown C++ exception inside libcaffe");
   }
 }
+
+#endif  // GCB_NO_PYTHON
 
 // ---------------------------------------------------------------- logging
 inline void init_logging() {

@@ -62,10 +62,12 @@ def _role(layer_type, index):
 
 
 # ------------------------------------------------------------------ what a layer is
-BlobSpec = collections.namedtuple("BlobSpec", "index role aux lr_mult decay_mult")
+BlobSpec = collections.namedtuple("BlobSpec", "index role aux lr_mult decay_mult ndim")
+BlobSpec.__new__.__defaults__ = (None,)
 BlobSpec.__doc__ = """One Caffe parameter blob: its index in ``layer.blobs``, its role name, whether it
-is auxiliary state (lr_mult 0: Caffe's solver never touches it; BatchNorm's statistics), and its
-lr_mult / decay_mult."""
+is auxiliary state (lr_mult 0: Caffe's solver never touches it; BatchNorm's statistics), its
+lr_mult / decay_mult, and its number of axes as a probe set-up made it (None when unknown; a few
+layers, e.g. Scale with num_axes -1, size it from the input)."""
 
 
 class LayerSpec(collections.namedtuple("LayerSpec", "text type name num_data num_out blobs")):
@@ -104,7 +106,9 @@ class LayerSpec(collections.namedtuple("LayerSpec", "text type name num_data num
 # known. Caffe creates blobs in LayerSetUp from the layer's parameters, not from the input
 # shapes, so any shape the layer accepts gives the right count. 12 channels fit any group
 # that divides it; small sizes keep the fillers cheap.
-_PROBES = ((2, 12), (2, 12, 12, 12), (2, 12, 40, 40), (2, 12, 12), (2, 12, 6, 6, 6), (12,))
+# Images first: a blob's number of axes can follow the input's (Convolution), and the blocks
+# declare it before any input is seen (see BlobSpec.ndim).
+_PROBES = ((2, 12, 12, 12), (2, 12), (2, 12, 40, 40), (2, 12, 12), (2, 12, 6, 6, 6), (12,))
 
 
 def _probe(text, num_data, num_out):
@@ -201,8 +205,9 @@ def _describe(text, num_data, num_out, num_weight):
                                0.0 if runner.type == "BatchNorm" else 1.0, 1.0)
                       for i in range(num_weight))
     else:
-        blobs = tuple(BlobSpec(i, _role(probed.type, i), lr == 0, lr, dec)
-                      for i, (lr, dec) in enumerate(zip(probed.param_lr_mults, probed.param_decay_mults)))
+        blobs = tuple(BlobSpec(i, _role(probed.type, i), lr == 0, lr, dec, len(mx_shape(shape)))
+                      for i, (lr, dec, shape) in enumerate(zip(probed.param_lr_mults, probed.param_decay_mults,
+                                                               probed.param_shapes)))
         if num_weight is not None and num_weight != len(blobs):
             raise CaffeShapeError("%s has %d parameter blobs, num_weight is %d"
                                   % (ctx, len(blobs), num_weight))
@@ -694,6 +699,12 @@ class CaffeFiller(mx.init.Initializer):
                           if key[0] == self._prototxt and key[1] == self._num_out
                           and self._index < len(info.param_shapes)
                           and mx_shape(info.param_shapes[self._index]) == shape]
+        if not candidates:
+            from . import _lib  # the C++ operator's shape inference (inside a parent's graph)
+
+            found = _lib.setup_inputs(self._prototxt, self._num_out, self._index, shape)
+            if found is not None:
+                candidates = [found]
         if not candidates:
             raise CaffeError("parameter %r: no set-up of this Caffe layer gives blob %d the shape %r; "
                              "run the block on data first (shapes are inferred there)"

@@ -1,8 +1,11 @@
 """CaffeLayer: any Caffe layer, given as prototxt text, as a Gluon HybridBlock."""
 
+import ctypes
+
 import mxnet as mx
 
 from ..errors import CaffeShapeError
+from . import _lib
 from ._op import CaffeFiller, check_inputs, describe, mx_shape, op_kwargs
 
 __all__ = ["CaffeLayer"]
@@ -20,8 +23,14 @@ class _CaffeBlock(mx.gluon.HybridBlock):
             raise ValueError("phase must be None (follow autograd's training mode), 'train' or 'test', "
                              "got %r" % (phase,))
         self._spec = describe(prototxt, num_data, num_out, num_weight)
+        self._phase = None if phase in (None, "auto") else phase
+        self._grad_scale_attr = grad_scale
         self._op_kwargs = op_kwargs(self._spec, loss=self._loss, grad_scale=grad_scale,
                                     top_grad=True, phase=phase)
+        # What the graph of the C++ operator was built for (see forward): learnable blobs'
+        # grad_req, and which inputs arrived with a gradient buffer attached.
+        self._built_for = None
+        self._input_grads = None
         with self.name_scope():
             for blob in self._spec.blobs:
                 if blob.role == "weight" and weight_initializer is not None:
@@ -32,8 +41,10 @@ class _CaffeBlock(mx.gluon.HybridBlock):
                     init = CaffeFiller(self._spec.text, blob.index, self._spec.num_out)
                 else:
                     init = None  # the initializer given to initialize() applies
+                # Axes known, sizes not: MXNet 1.9's library operators crash on inputs whose
+                # number of axes is unknown, so the C++ operator needs at least this much.
                 param = self.params.get(
-                    blob.role, shape=None, init=init, dtype=dtype, allow_deferred_init=True,
+                    blob.role, shape=(0,) * blob.ndim if blob.ndim else None, init=init, dtype=dtype, allow_deferred_init=True,
                     grad_req="null" if blob.aux else "write", differentiable=not blob.aux,
                     lr_mult=1.0 if blob.aux else blob.lr_mult, wd_mult=blob.decay_mult)
                 setattr(self, blob.role, param)
@@ -64,28 +75,78 @@ class _CaffeBlock(mx.gluon.HybridBlock):
             inputs = self._prepare([x] + list(args))
             info = check_inputs(self._spec, inputs)
             for blob in self._spec.blobs:
-                have = getattr(self, blob.role).shape
+                param = getattr(self, blob.role)
+                have = param.shape
                 want = mx_shape(info.param_shapes[blob.index])
                 if have is not None and all(have) and tuple(have) != want:
                     raise CaffeShapeError(
                         "%s: inputs of shapes %s need %s of shape %r, the parameter has %r"
                         % (self._spec.context, [tuple(a.shape) for a in inputs], blob.role, want, tuple(have)))
+                if have is None or not all(have):
+                    # Known before MXNet infers shapes (deferred initialization), from Caffe itself.
+                    param._shape = want
             x, args = inputs[0], inputs[1:]
+            if _lib.available():
+                self._input_grads = tuple(_has_grad(a) for a in inputs)
+                built_for = (self._param_reqs(), self._input_grads)
+                if built_for != self._built_for:
+                    # lib_api passes no req: the graph bakes grad_reqs in, so rebuild it.
+                    self._built_for = built_for
+                    if self._cached_op is not None:
+                        self._clear_cached_op()
+        else:
+            self._input_grads = None
         return super().forward(x, *args)
+
+    def _param_reqs(self):
+        return tuple(getattr(self, b.role).grad_req for b in self._spec.args)
 
     def _prepare(self, inputs):
         return inputs
 
     def hybrid_forward(self, F, x, *args, **params):
         inputs = [x] + list(args)
-        inputs += [params[b.role] for b in self._spec.args]
-        inputs += [params[b.role] for b in self._spec.auxs]
-        return F.Custom(*inputs, **self._op_kwargs)
+        blobs = [params[b.role] for b in self._spec.args] + [params[b.role] for b in self._spec.auxs]
+        if not _lib.available() or any(getattr(self, b.role).shape is None for b in self._spec.blobs):
+            return F.Custom(*(inputs + blobs), **self._op_kwargs)
+        # An input whose gradient buffer may ask for "add" goes through identity, whose backward
+        # honours req; the C++ operator itself can only write. Arrays say whether they carry a
+        # gradient; inside a parent's graph, only the graph's own inputs can.
+        grads = self._input_grads
+        if grads is None or len(grads) != len(inputs):
+            grads = [isinstance(a, mx.sym.Symbol) and a.get_children() is None for a in inputs]
+        inputs = [F.identity(a) if g else a for a, g in zip(inputs, grads)]
+        phase, flag = self._phase, []
+        if phase is None and self._spec.type in _lib.PHASE_TYPES:
+            if F is mx.nd:
+                phase = "train" if mx.autograd.is_training() else "test"
+            else:
+                flag = [_lib.phase_flag(F)]
+        kwargs = _lib.lib_kwargs(self._spec, self._loss, self._grad_scale_attr, phase,
+                                 self._param_reqs(), bool(flag))
+        out = getattr(F, _lib.LIB_OP)(*(inputs + blobs + flag), **kwargs)
+        return out
 
     def __repr__(self):
         return "%s(%s %r, inputs=%d, outputs=%d, params=%s)" % (
             type(self).__name__, self._spec.type, self._spec.name, self._spec.num_data,
             self._spec.num_out, self.param_roles)
+
+
+_GET_GRAD = ctypes.CDLL(mx.base._LIB._name).MXNDArrayGetGrad
+_GET_GRAD.argtypes = (ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p))
+_GET_GRAD.restype = ctypes.c_int
+
+
+def _has_grad(arr):
+    """Whether `arr` has a gradient buffer attached (attach_grad), without wrapping it."""
+    out = ctypes.c_void_p()
+    if _GET_GRAD(arr.handle, ctypes.byref(out)) != 0:
+        mx.base.check_call(-1)
+    if out.value:
+        mx.base._LIB.MXNDArrayFree(out)
+        return True
+    return False
 
 
 class CaffeLayer(_CaffeBlock):
