@@ -10,6 +10,9 @@ Cases (reference first; every repetition times the reference, then ours, alterna
   layers and Gluon pooling/Dense/loss under ``gluon.Trainer`` vs the whole LeNet as a CaffeNet
   (``caffe train``'s work: ClearParamDiffs, Forward, Backward, then a numpy SGD update of Caffe's
   blobs in place, as Caffe's SGDSolver computes it). Target ratio <= 1.15.
+- each layer case also times MXNet's own floor, a hybridized one-operator block (``identity``) on
+  the same input, and prints the layer's ratio with that floor subtracted: what gluon_caffe adds
+  on top of any Gluon call.
 - ``memory``: RSS growth (``/proc/self/status``) over N training steps of the CaffeLayer LeNet after
   a warm-up (10,000 in full mode). Target < 20 MB.
 
@@ -75,16 +78,24 @@ def one_layer_net(body, shape):
             '%s' % (dims, body.replace("layer {", 'layer { bottom: "x" top: "y"', 1)))
 
 
-def alternate(ref_fn, ours_fn, reps, iters):
-    """Per-call seconds of both, `reps` repetitions of `iters` calls each, alternating."""
-    ref, ours = [], []
+def alternate(ref_fn, ours_fn, reps, iters, *more):
+    """Per-call seconds of each function, `reps` repetitions of `iters` calls each, alternating."""
+    fns = (ref_fn, ours_fn) + more
+    times = [[] for _ in fns]
     for _ in range(reps):
-        for fn, out in ((ref_fn, ref), (ours_fn, ours)):
+        for fn, out in zip(fns, times):
             start = time.perf_counter()
             for _ in range(iters):
                 fn()
             out.append((time.perf_counter() - start) / iters)
-    return ref, ours
+    return times if more else (times[0], times[1])
+
+
+class _Identity(mx.gluon.HybridBlock):
+    """MXNet's own floor: a hybridized one-operator block (identity) on the same input."""
+
+    def hybrid_forward(self, F, x):
+        return F.identity(x)
 
 
 def summary(name, ref, ours, target=None):
@@ -132,14 +143,32 @@ def layer_case(name, body, shape, reps, iters):
         y.backward(dy)
         mx.nd.waitall()
 
+    floor_block = _Identity()
+    floor_block.hybridize(static_alloc=True, static_shape=True)
+    dx = mx.nd.array(x_np)
+
+    def floor():
+        with mx.autograd.record():
+            y = floor_block(x)
+        y.backward(dx)
+        mx.nd.waitall()
+
     for _ in range(3):
         ref()
         ours()
+        floor()
     # Same numbers as Caffe (a benchmark that compares the wrong thing is worse than none).
     y = block(x).asnumpy()
     np.testing.assert_allclose(y, runner.blob("y"), rtol=1e-4, atol=1e-4)
-    ref_t, ours_t = alternate(ref, ours, reps, iters)
-    return summary(name, ref_t, ours_t, 1.10)
+    ref_t, ours_t, floor_t = alternate(ref, ours, reps, iters, floor)
+    result = summary(name, ref_t, ours_t, 1.10)
+    # What a Gluon call costs anyway (dispatch, autograd, one tiny operator, the wait), and what
+    # the Caffe operator costs on top of it: the overhead gluon_caffe itself adds.
+    fl = statistics.median(floor_t)
+    op = [o - fl for o in ours_t]
+    result["mxnet_floor_ms"] = fl * 1e3
+    result["op_only"] = summary(name + " minus mxnet floor %.2f ms" % (fl * 1e3), ref_t, op)
+    return result
 
 
 # --------------------------------------------------------------------------- (b) LeNet step

@@ -396,10 +396,23 @@ class LayerRunnerT : public LayerRunner {
     } catch (const caffe::FatalError& e) {
       throw e.WithContext(LayerContext(param_));
     }
+    overwrites_bottom_diffs_ = overwrites_bottom_diffs(layer_->type());
   }
 
   string type() const override { return layer_->type(); }
   string name() const override { return param_.name(); }
+
+  // Types whose Backward_cpu writes every element of each bottom diff it propagates to, without
+  // reading it first (checked against Caffe's sources): the runner need not zero those first.
+  static bool overwrites_bottom_diffs(const string& type) {
+    static const char* types[] = {"InnerProduct", "Convolution", "Deconvolution", "Pooling", "ReLU",
+                                  "Sigmoid",      "TanH",        "Dropout",       "Softmax", "PReLU",
+                                  "ELU",          "AbsVal",      "Power",         "BatchNorm",
+                                  "Concat",       "Eltwise"};
+    for (const char* t : types)
+      if (type == t) return true;
+    return false;
+  }
   int exact_num_bottoms() const override { return layer_->ExactNumBottomBlobs(); }
   int min_num_bottoms() const override { return layer_->MinBottomBlobs(); }
   int max_num_bottoms() const override { return layer_->MaxBottomBlobs(); }
@@ -546,8 +559,11 @@ class LayerRunnerT : public LayerRunner {
     for (size_t i = 0; i < bottom_diffs.size(); ++i) {
       if (down[i] && !shares_diff_with_top(*bottoms_[i])) {
         // What Forward left in the diff (HingeLoss keeps its margins there) is what Backward
-        // expects to find, as it would in a Net; untouched diffs read as zero.
-        if (i < bottom_stash_.size() && bottoms_[i]->cpu_diff() == bottom_stash_[i].data()) {
+        // expects to find, as it would in a Net; untouched diffs read as zero. Layers known to
+        // overwrite every bottom diff element skip that first fill.
+        if (overwrites_bottom_diffs_) {
+          // nothing to prepare
+        } else if (i < bottom_stash_.size() && bottoms_[i]->cpu_diff() == bottom_stash_[i].data()) {
           std::memcpy(bottom_diffs[i], bottom_stash_[i].data(), bottoms_[i]->count() * sizeof(Dtype));
         } else {
           std::memset(bottom_diffs[i], 0, bottoms_[i]->count() * sizeof(Dtype));
@@ -635,6 +651,7 @@ class LayerRunnerT : public LayerRunner {
   vector<caffe::Blob<Dtype>*> bottom_vec_, top_vec_;
   vector<vector<Dtype> > bottom_stash_, top_stash_;
   bool set_up_ = false;
+  bool overwrites_bottom_diffs_ = false;
 };
 
 // ---------------------------------------------------------------- a whole net
