@@ -213,6 +213,16 @@ std::mutex registry_mutex;
 std::map<string, std::shared_ptr<const SetupInfo> > setups;
 std::map<string, vector<std::unique_ptr<gcb::LayerRunner> > > idle_runners;
 const size_t kIdlePerKey = 8;
+// Bounds for workloads whose shapes keep changing (image pyramids, variable batches): the caches
+// are refilled on demand, so dropping entries costs a set-up, never a result.
+const size_t kMaxSetups = 512;
+const size_t kMaxIdleKeys = 64;
+
+// Called with registry_mutex held, before inserting under `key`.
+void make_room(const string& key) {
+  if (setups.size() >= kMaxSetups && !setups.count(key)) setups.erase(setups.begin());
+  if (idle_runners.size() >= kMaxIdleKeys && !idle_runners.count(key)) idle_runners.erase(idle_runners.begin());
+}
 
 std::unique_ptr<gcb::LayerRunner> new_runner(const OpAttrs& a, const Shapes& shapes, bool is_double) {
   std::unique_ptr<gcb::LayerRunner> runner;
@@ -245,6 +255,7 @@ std::shared_ptr<const SetupInfo> setup_info(const OpAttrs& a, const Shapes& shap
   for (int i = 0; i < a.num_out; ++i) info->loss_weights.push_back(runner->loss_weight(i));
   for (int i = 0; i < a.num_data; ++i) info->allow_backward.push_back(runner->allow_force_backward(i));
   std::lock_guard<std::mutex> lock(registry_mutex);
+  make_room(key);
   setups[key] = info;
   auto& idle = idle_runners[key];
   if (idle.size() < kIdlePerKey) idle.push_back(std::move(runner));
@@ -266,6 +277,7 @@ std::unique_ptr<gcb::LayerRunner> lease(const OpAttrs& a, const Shapes& shapes, 
 
 void give_back(const string& key, std::unique_ptr<gcb::LayerRunner> runner) {
   std::lock_guard<std::mutex> lock(registry_mutex);
+  make_room(key);
   auto& idle = idle_runners[key];
   if (idle.size() < kIdlePerKey) idle.push_back(std::move(runner));
 }
