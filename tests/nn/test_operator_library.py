@@ -152,3 +152,25 @@ def test_python_operator_switch_still_gives_caffes_numbers(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert_close(np.load(str(tmp_path / "got.npy")), want, 1e-6, "python operator")
+
+
+def test_grad_req_switch_inside_a_parent_needs_hybridize_again():
+    # README: inside a hybridized parent, call hybridize() again after changing a grad_req.
+    net = _Parent(CaffeLayer(IP))
+    net.initialize()
+    net.hybridize()
+    x = mx.nd.array(np.random.default_rng(4).standard_normal((4, 5)))
+
+    def step():
+        with mx.autograd.record():
+            y = net(x)
+        y.backward()
+
+    step()
+    once = net.child.weight.grad().asnumpy().copy()
+    net.child.weight.grad_req = "add"
+    net.hybridize()
+    net.child.weight.zero_grad()
+    step()
+    step()
+    assert_close(net.child.weight.grad().asnumpy(), 2 * once, 1e-6, "add twice")
