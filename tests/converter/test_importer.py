@@ -67,6 +67,91 @@ def test_fuse_folds_batchnorm_and_scale(model):
     np.testing.assert_allclose(_run(block, X), ref, atol=1e-5)
 
 
+INFERENCE_NET = net_text('''
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" convolution_param { num_output: 4 kernel_size: 3 pad: 1 } }
+layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "conv1" }
+layer { name: "sc1" type: "Scale" bottom: "conv1" top: "conv1" scale_param { bias_term: true } }
+layer { name: "prelu1" type: "PReLU" bottom: "conv1" top: "conv1" }
+layer { name: "conv2" type: "Convolution" bottom: "conv1" top: "conv2" convolution_param { num_output: 4 kernel_size: 3 pad: 1 } }
+layer { name: "relu2" type: "ReLU" bottom: "conv2" top: "conv2" }
+layer { name: "sum" type: "Eltwise" bottom: "conv1" bottom: "conv2" top: "sum" }
+layer { name: "ip" type: "InnerProduct" bottom: "sum" top: "ip" inner_product_param { num_output: 5 } }
+layer { name: "prelu2" type: "PReLU" bottom: "ip" top: "ip" }
+layer { name: "prob" type: "Softmax" bottom: "ip" top: "prob" }
+''', [("data", (1, 3, 8, 8))])
+
+
+def _inference_model(tmp_path):
+    net = gluon_caffe.CaffeNet(INFERENCE_NET)
+    rng = np.random.RandomState(6)
+    randomize(net, rng)
+    for name in ("prelu1", "prelu2"):  # slopes of both signs and beyond 1
+        net.params[name][0][...] = rng.uniform(-1.5, 1.5, net.params[name][0].shape)
+    path = str(tmp_path / "inference.caffemodel")
+    net.save(path)
+    return path
+
+
+def test_inference_block_matches_caffe_at_other_batch_sizes(tmp_path):
+    import json
+    path = _inference_model(tmp_path)
+    caffe = gluon_caffe.CaffeNet(INFERENCE_NET, path)
+    block = import_model(INFERENCE_NET, path, inference=True)
+    assert "bn1_moving_mean" not in block.collect_params()  # folded into conv1 (fuse=True)
+    if mx.runtime.Features().is_enabled("MKLDNN"):
+        ops = [n["op"] for n in json.loads(block._cached_graph[1].tojson())["nodes"]]
+        assert "_sg_mkldnn_conv" in ops, ops
+    block.hybridize(static_alloc=True, static_shape=True)
+    for batch in (1, 4):  # partitioned on the prototxt's (1, 3, 8, 8), run at any batch size
+        x = np.random.RandomState(batch).randn(batch, 3, 8, 8).astype(np.float32) * 3
+        ref = caffe.forward(data=x)
+        got = _run(block, x)
+        want = ref["prob"]
+        assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+    report = gluon_caffe.verify(INFERENCE_NET, path, {"data": x}, rtol=1e-5)
+    assert report.ok, report.table()
+
+
+def test_inference_needs_input_shapes(tmp_path):
+    path = _inference_model(tmp_path)
+    text = INFERENCE_NET.replace("input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } }", "")
+    if mx.runtime.Features().is_enabled("MKLDNN"):
+        with pytest.raises(ConversionError, match="input_shapes="):
+            import_model(text, path, inference=True)
+    block = import_model(text, path, inference=True, input_shapes={"data": (2, 3, 8, 8)})
+    block.hybridize()
+    x = np.random.RandomState(0).randn(2, 3, 8, 8).astype(np.float32)
+    ref = gluon_caffe.CaffeNet(INFERENCE_NET.replace("dim: 1 dim: 3", "dim: 2 dim: 3"), path).forward(data=x)
+    np.testing.assert_allclose(_run(block, x), ref["prob"], rtol=0, atol=1e-5 * np.abs(ref["prob"]).max())
+
+
+def test_prelu_4d_uses_mkldnn_ops_and_keeps_slope_parameter_and_gradients(tmp_path):
+    """A 4-D per-channel PReLU has no LeakyReLU(prelu) node but keeps ``<name>_gamma`` (C,), exact
+    values and the gradients of MXNet's own prelu for both the input and the slopes."""
+    import json
+    path = _inference_model(tmp_path)
+    sym, args, _ = convert(INFERENCE_NET, path)
+    nodes = json.loads(sym.tojson())["nodes"]
+    prelus = [n["name"] for n in nodes if n["op"] == "LeakyReLU"]
+    assert prelus == ["prelu2"], prelus  # the 2-D PReLU after InnerProduct keeps MXNet's prelu
+    assert args["prelu1_gamma"].shape == (4,)
+    x = mx.nd.array(np.random.RandomState(3).randn(2, 4, 5, 5).astype(np.float32) * 2)
+    gamma = mx.nd.array(np.array([-1.25, 0.0, 0.3, 1.5], np.float32))
+    text = net_text('layer { name: "pr" type: "PReLU" bottom: "data" top: "pr" }', [("data", (2, 4, 5, 5))])
+    ours = convert(text)[0]
+    head = mx.nd.array(np.random.RandomState(4).randn(2, 4, 5, 5).astype(np.float32))
+    grads = []
+    for s in (ours, mx.sym.LeakyReLU(mx.sym.var("data"), gamma=mx.sym.var("pr_gamma"), act_type="prelu")):
+        ex = s.bind(mx.cpu(), {"data": x, "pr_gamma": gamma},
+                    args_grad={"data": mx.nd.zeros(x.shape), "pr_gamma": mx.nd.zeros((4,))})
+        out = ex.forward(is_train=True)[0].asnumpy()
+        ex.backward(head)
+        grads.append((out, ex.grad_dict["data"].asnumpy(), ex.grad_dict["pr_gamma"].asnumpy()))
+    np.testing.assert_array_equal(grads[0][0], grads[1][0])
+    np.testing.assert_allclose(grads[0][1], grads[1][1], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(grads[0][2], grads[1][2], rtol=1e-5, atol=1e-5)
+
+
 def test_mean_file_round_trip_and_subtraction(model, tmp_path):
     path, _ = model
     mean = np.random.RandomState(2).rand(3, 10, 10).astype(np.float32) * 100

@@ -34,9 +34,13 @@ def _check(prototxt, caffemodel, inputs, rtol=1e-4):
     net = gluon_caffe.CaffeNet(prototxt, caffemodel)
     ref = net.forward(**inputs)
     worst = 0.0
-    for hyb in (False, True):
-        block = import_model(prototxt, caffemodel)
-        if hyb:
+    # The plain block imperative and hybridized, then the inference=True block (BatchNorm folded,
+    # MKLDNN-partitioned on the prototxt's input shape, run at the test's shape) as benchmarked.
+    for hyb in (False, True, "inference"):
+        block = import_model(prototxt, caffemodel, inference=hyb == "inference")
+        if hyb == "inference":
+            block.hybridize(static_alloc=True, static_shape=True)
+        elif hyb:
             block.hybridize()
         import mxnet as mx
         outs = block(*[mx.nd.array(inputs[n]) for n in inputs])

@@ -24,7 +24,11 @@ def translate_eltwise(layer, inputs, ctx):
         coeffs = list(p.coeff) or [1.0] * len(inputs)
         if len(coeffs) != len(inputs):
             raise ctx.error(layer, "eltwise_param has %d coeff values for %d bottoms", len(coeffs), len(inputs))
-        if all(c == 1 for c in coeffs):
+        if len(inputs) == 2 and coeffs == [1, 1]:
+            # elemwise_add, not add_n: MXNet's MKLDNN backend fuses it into the convolution producing
+            # one of its inputs (a residual sum), and it is the same single addition.
+            out = mx.sym.elemwise_add(inputs[0], inputs[1], name=name)
+        elif all(c == 1 for c in coeffs):
             out = mx.sym.add_n(*inputs, name=name)
         else:
             terms = [x if c == 1 else x * float(c) for x, c in zip(inputs, coeffs)]
