@@ -1,10 +1,19 @@
 """Data pipeline benchmark: Caffe's own Data layer (through gc.CaffeNet) vs gluon_caffe.data, side by side in one run.
 
-Cases (batch 64, reference first, alternating reference and ours in every repetition):
+Cases (batch 64, reference first, alternating reference and ours in every repetition; before each
+stream is timed, a short sleep lets the previous one's prefetchers finish what they had started, and
+untimed batches drain the queues they filled):
 
 - ``raw28``: MNIST-like raw 28x28 uint8 records (Fashion-MNIST when Debian's dataset-fashion-mnist
   is installed), ``scale: 0.00390625``.
 - ``jpeg256``: 256x256 JPEG records, ``crop_size: 227 mirror: true mean_file`` in TRAIN.
+
+Variants (what a user writes): ``fast_path batches()`` is ``ds.batches(64, t)`` (numpy or NDArray
+batches; ``workers`` are decoding threads); ``gc.data.DataLoader`` is ``gc.data.DataLoader(
+ds.transform_first(t), batch_size=64, num_workers=N)``, Gluon's arguments routed to that fast path
+(NDArray batches); ``DataLoader per-sample`` is plain ``mx.gluon.data.DataLoader(ds.transform_first(t),
+batch_size=64, num_workers=N)`` (worker processes, or ``thread_pool=True``) with Gluon's default
+batchify; ``DataLoader ... gc.data.batchify`` is the same with ``batchify_fn=gc.data.batchify``.
 
 Each line reads ``case variant: caffe_data X ms | gluon_caffe Y ms | ratio Y/X`` (time per batch,
 median over the repetitions with min-max; a ratio below 1 means ours is faster) followed by images/s
@@ -41,6 +50,8 @@ __all__ = ["main"]
 BATCH = 64
 FASHION = "/usr/share/datasets/fashion-mnist"
 RAW_TRANSFORM = "scale: 0.00390625"
+# Variants whose batches are built in worker processes (their CPU time is not measured).
+PROCESS_WORKERS = {"DataLoader per-sample workers=2", "DataLoader workers=2 gc.data.batchify"}
 
 
 # ------------------------------------------------------------------------------------- data
@@ -119,11 +130,15 @@ def _sync(batch):
         data.wait_to_read()
 
 
-def time_batches(stream, count, warm):
+def time_batches(stream, count, warm, settle=0.0):
     """Seconds per batch over `count` batches, after `warm` untimed ones (which drain what a
     prefetcher built while the stream was idle, so that only steady state is timed): wall time,
     and this process's CPU time (all its threads: Caffe's prefetch thread, our decoding threads;
-    not DataLoader worker processes)."""
+    not DataLoader worker processes). First `settle` seconds of sleep: the previous stream's
+    prefetchers (Caffe's thread, DataLoader workers) finish the batches they had started instead
+    of taking CPU from this one's timed batches."""
+    if settle:
+        time.sleep(settle)
     for _ in range(warm):
         _sync(next(stream))
     t0, c0 = time.perf_counter(), time.process_time()
@@ -137,7 +152,7 @@ def summary(seconds):
     return {"median": statistics.median(ms), "min": min(ms), "max": max(ms), "runs": ms}
 
 
-def run_case(case, reference, variants, reps, count, warm, results, target=None):
+def run_case(case, reference, variants, reps, count, warm, results, target=None, settle=0.0):
     """Time the reference and each variant, alternating, `reps` times; print and record ratios."""
     times = {name: [] for name in ["caffe_data"] + [v[0] for v in variants]}
     cpu = {name: [] for name in times}
@@ -145,14 +160,15 @@ def run_case(case, reference, variants, reps, count, warm, results, target=None)
     streams.update({name: stream for name, stream in variants})
     for _ in range(reps):
         for name in times:
-            wall, used = time_batches(streams[name], count, warm)
+            wall, used = time_batches(streams[name], count, warm, settle)
             times[name].append(wall)
             cpu[name].append(used)
     ref = summary(times["caffe_data"])
     ref_cpu = statistics.median(cpu["caffe_data"]) * 1e3
     for name, _ in variants:
         ours = summary(times[name])
-        ours_cpu = None if "workers=2" in name and "DataLoader" in name else statistics.median(cpu[name]) * 1e3
+        # A process worker's CPU time is not this process's: only in-process variants report it.
+        ours_cpu = None if name in PROCESS_WORKERS else statistics.median(cpu[name]) * 1e3
         ratio = ours["median"] / ref["median"]
         rec = {
             "case": case, "variant": name, "batch_size": BATCH, "reference": "caffe_data",
@@ -162,12 +178,12 @@ def run_case(case, reference, variants, reps, count, warm, results, target=None)
             "reference_cpu_ms": ref_cpu, "ours_cpu_ms": ours_cpu,
         }
         results.append(rec)
-        print("%-8s %-34s caffe_data %8.3f ms [%.3f-%.3f] | gluon_caffe %8.3f ms [%.3f-%.3f] | ratio %.2f"
+        print("%-8s %-38s caffe_data %8.3f ms [%.3f-%.3f] | gluon_caffe %8.3f ms [%.3f-%.3f] | ratio %.2f"
               " | images/s %9.0f vs %9.0f (%.2fx%s)"
               % (case, name, ref["median"], ref["min"], ref["max"], ours["median"], ours["min"], ours["max"],
                  ratio, rec["reference_images_per_s"], rec["ours_images_per_s"], rec["speedup"],
                  ", target %.1fx" % target if target else ""), flush=True)
-        print("%-8s %-34s   cpu per batch (process): caffe_data %.3f ms, gluon_caffe %s"
+        print("%-8s %-38s   cpu per batch (process): caffe_data %.3f ms, gluon_caffe %s"
               % ("", "", ref_cpu, "%.3f ms" % ours_cpu if ours_cpu is not None else "n/a (worker processes)"),
               flush=True)
 
@@ -263,13 +279,19 @@ def main(argv=None):
     t = CaffeTransform(RAW_TRANSFORM, "train")
     exact_raw = check_exact(raw, RAW_TRANSFORM, ds)
     per_sample = mx.gluon.data.DataLoader(ds.transform_first(t), batch_size=BATCH, num_workers=0)
+    per_sample_gc = mx.gluon.data.DataLoader(ds.transform_first(t), batch_size=BATCH, num_workers=0,
+                                             batchify_fn=gc.data.batchify)
+    loader = gc.data.DataLoader(ds.transform_first(t), batch_size=BATCH)
     variants = [
         ("fast_path batches() numpy", endless(lambda: ds.batches(BATCH, t, as_numpy=True))),
         ("fast_path batches() NDArray", endless(lambda: ds.batches(BATCH, t))),
+        ("gc.data.DataLoader workers=0", endless(lambda: loader)),
         ("DataLoader per-sample workers=0", endless(lambda: per_sample)),
+        ("DataLoader workers=0 gc.data.batchify", endless(lambda: per_sample_gc)),
     ]
     count = 40 if quick else 200
-    run_case("raw28", caffe_batches(raw, RAW_TRANSFORM), variants, reps, count, 8, results, target=1.0)
+    run_case("raw28", caffe_batches(raw, RAW_TRANSFORM), variants, reps, count, 8, results, target=1.0,
+             settle=0.02)
 
     # JPEG 256x256, crop 227, mirror, mean ------------------------------------------------
     jpeg, mean = make_jpeg_db(workdir, 192 if quick else 1024)
@@ -278,16 +300,22 @@ def main(argv=None):
     exact_jpeg = check_exact(jpeg, 'crop_size: 227 mean_file: "%s"' % mean, jds)
     tj = CaffeTransform(jt, "train")
     dl_proc = mx.gluon.data.DataLoader(jds.transform_first(tj), batch_size=BATCH, num_workers=2)
+    dl_proc_gc = mx.gluon.data.DataLoader(jds.transform_first(tj), batch_size=BATCH, num_workers=2,
+                                          batchify_fn=gc.data.batchify)
     dl_thread = mx.gluon.data.DataLoader(jds.transform_first(tj), batch_size=BATCH, num_workers=2,
                                          thread_pool=True)
+    gc_loader = gc.data.DataLoader(jds.transform_first(tj), batch_size=BATCH, num_workers=2)
     variants = [
         ("DataLoader per-sample workers=2", endless(lambda: dl_proc)),
+        ("DataLoader workers=2 gc.data.batchify", endless(lambda: dl_proc_gc)),
         ("DataLoader per-sample threads=2", endless(lambda: dl_thread)),
+        ("gc.data.DataLoader workers=2", endless(lambda: gc_loader)),
         ("fast_path batches() workers=2", endless(lambda: jds.batches(BATCH, tj, num_workers=2))),
         ("fast_path batches() workers=0", endless(lambda: jds.batches(BATCH, tj))),
     ]
     count = 3 if quick else 12
-    run_case("jpeg256", caffe_batches(jpeg, jt), variants, reps, count, 5, results, target=1.7)
+    run_case("jpeg256", caffe_batches(jpeg, jt), variants, reps, count, 5, results, target=1.7,
+             settle=0.5)
 
     memory = None
     if not args.no_memory:

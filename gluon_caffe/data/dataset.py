@@ -57,6 +57,8 @@ class CaffeLMDBDataset(_GluonDataset):
     For speed, read whole batches: :meth:`batches` (a :class:`CaffeBatchLoader`) reads each
     batch in one transaction, parses raw records for the whole batch with numpy, decodes JPEGs in
     threads and transforms into the batch array; its batches equal the per-sample path's.
+    :class:`~gluon_caffe.data.DataLoader` takes Gluon's DataLoader arguments and uses it for this
+    dataset and its ``transform_first(CaffeTransform(...))``.
 
     Examples
     --------
@@ -64,6 +66,7 @@ class CaffeLMDBDataset(_GluonDataset):
     >>> t = CaffeTransform("scale: 0.00390625")
     >>> loader = gluon.data.DataLoader(ds.transform_first(t), batch_size=64, num_workers=2)
     >>> fast = ds.batches(64, t)   # the batches of DataLoader(ds.transform_first(t), 64), faster
+    >>> fast = gc.data.DataLoader(ds.transform_first(t), batch_size=64, num_workers=2)   # the same
     """
 
     def __init__(self, path, backend="lmdb", num_parts=1, part_index=0, decode="native"):
@@ -160,6 +163,17 @@ class CaffeLMDBDataset(_GluonDataset):
         return CaffeBatchLoader(self, batch_size, transform, shuffle=shuffle, last_batch=last_batch,
                                 num_workers=num_workers, **kwargs)
 
+    def transform_first(self, fn, lazy=True):
+        """Gluon's ``transform_first``: apply `fn` to the image of each ``(image, label)`` sample.
+
+        Lazily (the default) the result is a dataset that :class:`~gluon_caffe.data.DataLoader`
+        recognises: with a :class:`CaffeTransform` its batches are built a whole batch at a time.
+        Samples are the same as Gluon's ``transform_first`` gives: ``(fn(image), label)``.
+        """
+        if not lazy:
+            return super().transform_first(fn, lazy)
+        return _TransformFirstDataset(self, fn)
+
     def close(self):
         """Close this process's handle (it reopens on the next access)."""
         self._reader.close()
@@ -167,6 +181,24 @@ class CaffeLMDBDataset(_GluonDataset):
     def __repr__(self):
         part = "" if self.num_parts == 1 else ", part %d of %d" % (self.part_index, self.num_parts)
         return "<CaffeLMDBDataset %r (%s): %d records%s>" % (self.path, self.backend, len(self), part)
+
+
+class _TransformFirstDataset(_GluonDataset):
+    """``CaffeLMDBDataset.transform_first(fn)``: ``(fn(image), label)`` samples, as Gluon's lazy
+    transform_first, keeping the dataset and the transform visible to the DataLoader."""
+
+    def __init__(self, dataset, fn):
+        self.dataset, self.transform = dataset, fn
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, idx):
+        image, label = self.dataset[idx]
+        return self.transform(image), label
+
+    def __repr__(self):
+        return "<%r.transform_first(%r)>" % (self.dataset, self.transform)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""CaffeBatchLoader: whole batches from a CaffeLMDBDataset — one read per batch, vectorised parse and transform, decoding threads."""
+"""CaffeBatchLoader: whole batches from a CaffeLMDBDataset (one read per batch, vectorised parse and transform, decoding threads); DataLoader and batchify for Gluon."""
 
 import ctypes
 import queue
@@ -8,10 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..errors import CaffeShapeError
+from . import _shm
 from .datum import decode_image
 from .transforms import _map_chunked
 
-__all__ = ["CaffeBatchLoader"]
+__all__ = ["CaffeBatchLoader", "DataLoader", "batchify"]
 
 _LAST_BATCH = ("keep", "discard", "rollover")
 _DONE = object()
@@ -19,12 +20,61 @@ _DONE = object()
 
 _COPY_BELOW = 4 << 20   # bytes: smaller batches are copied into a new NDArray, larger handed over
 
+_CREATE_ARGS = {}        # (shape, dtype, shared) -> the ctypes arguments of MXNDArrayCreateEx
+_MXAPI = None            # MXNet's ctypes entry points, imported on first use
+
+
+def _new_cpu_ndarray(shape, dtype, shared=False):
+    """A new, uninitialised CPU (or ``cpu_shared``) NDArray and the address of its memory.
+
+    Calls ``MXNDArrayCreateEx`` with cached ctypes arguments: a fresh NDArray has nothing pending
+    on it, so its memory can be written directly, without an engine round trip. Returns
+    ``(ndarray, address)``, or ``None`` when this MXNet build does not expose what is needed.
+    """
+    global _MXAPI
+    if _MXAPI is None:
+        try:
+            from mxnet.base import _LIB, NDArrayHandle, mx_uint
+            from mxnet.ndarray.ndarray import _DTYPE_NP_TO_MX, NDArray
+        except ImportError:  # pragma: no cover - another MXNet layout
+            _MXAPI = False
+        else:
+            _MXAPI = (_LIB, NDArrayHandle, mx_uint, _DTYPE_NP_TO_MX, NDArray)
+    if not _MXAPI:  # pragma: no cover
+        return None
+    _LIB, NDArrayHandle, mx_uint, _DTYPE_NP_TO_MX, NDArray = _MXAPI
+    key = (shape, dtype, shared)
+    args = _CREATE_ARGS.get(key)
+    if args is None:
+        shape, dtype = tuple(shape), np.dtype(dtype)
+        if dtype.type not in _DTYPE_NP_TO_MX or len(_CREATE_ARGS) > 256:
+            if dtype.type not in _DTYPE_NP_TO_MX:
+                return None
+            _CREATE_ARGS.clear()
+        args = _CREATE_ARGS[key] = ((mx_uint * len(shape))(*shape), mx_uint(len(shape)),
+                                    5 if shared else 1, _DTYPE_NP_TO_MX[dtype.type])
+    handle = NDArrayHandle()
+    if _LIB.MXNDArrayCreateEx(args[0], args[1], args[2], 0, 0, args[3], ctypes.byref(handle)):
+        return None
+    out = NDArray(handle)   # owns the handle from here on
+    ptr = ctypes.c_void_p()
+    if _LIB.MXNDArrayGetData(handle, ctypes.byref(ptr)):  # pragma: no cover
+        return None
+    return out, ptr.value
+
+
+def _ndarray_view(address, shape, dtype):
+    """A numpy array over `address` (memory the caller keeps alive)."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    return np.frombuffer((ctypes.c_char * nbytes).from_address(address), dtype).reshape(shape)
+
 
 def _to_ndarray(array, ctx):
     """`array` as a new NDArray, at the least cost MXNet allows.
 
     On the CPU a small batch is copied straight into a freshly allocated NDArray (nothing can be
-    pending on it, so no engine round trip: a third of ``mx.nd.array``'s cost); a large one (a
+    pending on it, so no engine round trip: a fifth of ``mx.nd.array``'s cost); a large one (a
     JPEG batch) is handed over without a copy through DLPack (``mx.nd.from_numpy``: the numpy
     array, built for this batch only, becomes read-only). Elsewhere it is copied.
     """
@@ -33,18 +83,10 @@ def _to_ndarray(array, ctx):
         return mx.nd.array(array, ctx=ctx, dtype=array.dtype)
     array = np.ascontiguousarray(array)
     if array.nbytes < _COPY_BELOW and array.size:
-        try:
-            from mxnet.base import _LIB, check_call
-            from mxnet.ndarray.ndarray import NDArray, _new_alloc_handle
-        except ImportError:  # pragma: no cover - another MXNet layout
-            pass
-        else:
-            handle = _new_alloc_handle(array.shape, mx.cpu(), False, array.dtype)
-            out = NDArray(handle)   # owns the handle from here on
-            ptr = ctypes.c_void_p()
-            check_call(_LIB.MXNDArrayGetData(handle, ctypes.byref(ptr)))
-            ctypes.memmove(ptr, array.ctypes.data, array.nbytes)
-            return out
+        made = _new_cpu_ndarray(array.shape, array.dtype)
+        if made is not None:
+            ctypes.memmove(made[1], array.ctypes.data, array.nbytes)
+            return made[0]
     return mx.nd.from_numpy(array, zero_copy=True)
 
 
@@ -239,3 +281,200 @@ class CaffeBatchLoader:
     def __repr__(self):
         return "<CaffeBatchLoader over %r: batch %d, %d batches, %d workers>" % (
             self.dataset, self.batch_size, len(self), self.num_workers)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gluon DataLoader integration: a one-copy batchify and a DataLoader with the right defaults
+# ---------------------------------------------------------------------------------------------
+def _in_worker_process():
+    """Whether this is a process worker of ``gluon.data.DataLoader`` (its batches are pickled to
+    the parent through shared memory)."""
+    try:
+        from mxnet.gluon.data import dataloader
+    except ImportError:  # pragma: no cover
+        return False
+    return getattr(dataloader, "_worker_dataset", None) is not None
+
+
+def _stack_to_ndarray(arrays):
+    """Stack equal-shaped numpy arrays into one new NDArray with a single copy."""
+    import mxnet as mx
+    shape, dtype = arrays[0].shape, arrays[0].dtype
+    if any(a.shape != shape for a in arrays):
+        raise CaffeShapeError("batchify: the samples of one batch differ in shape (%s); give the "
+                              "CaffeTransform a crop_size, or use batch_size 1"
+                              % ", ".join(sorted({str(a.shape) for a in arrays})))
+    if any(a.dtype != dtype for a in arrays):
+        dtype = np.result_type(*arrays)
+    full = (len(arrays),) + shape
+    nbytes = int(np.prod(full, dtype=np.int64)) * dtype.itemsize
+    shared = _in_worker_process()
+    if shared and nbytes >= _shm.MIN_BYTES:
+        # A large batch in a worker process: into one of the worker's reusable shared segments
+        # (it becomes an NDArray over the same memory when the parent unpickles it).
+        batch = _shm.ring_batch(arrays, dtype)
+        if batch is not None:
+            return batch
+    if nbytes and (shared or nbytes < _COPY_BELOW):
+        # Straight into the NDArray's memory (cpu_shared in a worker process: what MXNet pickles
+        # to the parent without another copy).
+        made = _new_cpu_ndarray(full, dtype, shared)
+        if made is not None:
+            np.stack(arrays, out=_ndarray_view(made[1], full, dtype))
+            return made[0]
+    if not nbytes:
+        return mx.nd.array(np.zeros(full, dtype), dtype=dtype,
+                           ctx=mx.Context("cpu_shared", 0) if shared else None)
+    return _to_ndarray(np.stack(arrays).astype(dtype, copy=False), None)
+
+
+def batchify(data):
+    """Collate samples into NDArray batches with one copy: a ``batchify_fn`` for Gluon's DataLoader.
+
+    What ``gluon.data.DataLoader``'s default batchify does, cheaper for numpy samples (what
+    :class:`CaffeLMDBDataset` and :class:`CaffeTransform` yield): each field is stacked once,
+    straight into the memory of a new NDArray, with no engine round trip. The default copies
+    every batch twice (``np.asarray``, then ``nd.array`` through MXNet's engine).
+
+    In a worker process (``num_workers > 0`` without ``thread_pool``) a field of 1 MB or more is
+    stacked into one of the worker's reusable shared-memory segments and becomes, in the parent,
+    an NDArray over that memory (no copy): MXNet's own path allocates a new ``cpu_shared`` segment
+    per batch, and first-touching tens of MB of fresh shared pages costs about as much as
+    transforming the JPEGs. A segment is reused once the parent has dropped that batch (every
+    NDArray and view of it); while the parent holds many batches, MXNet's path is used. Smaller
+    fields go into a new ``cpu_shared`` NDArray, as MXNet's. There, the value returned before it is
+    pickled to the parent is a handle, not an NDArray: wrap this function only to change the
+    samples, not its result.
+
+    Parameters
+    ----------
+    data : list
+        The samples of one batch: numpy arrays or scalars, NDArrays (stacked as Gluon does), or
+        tuples of those (each field is batched on its own, e.g. ``(image, label)``).
+
+    Returns
+    -------
+    mxnet.nd.NDArray or list
+        One NDArray, or a list with one per field for tuple samples (as Gluon's batchify).
+
+    Raises
+    ------
+    CaffeShapeError
+        The samples of one field differ in shape.
+
+    Examples
+    --------
+    >>> loader = gluon.data.DataLoader(ds.transform_first(t), batch_size=64, num_workers=2,
+    ...                                batchify_fn=gc.data.batchify)
+    """
+    if not len(data):
+        raise ValueError("batchify: no samples")
+    first = data[0]
+    if isinstance(first, tuple):
+        return [batchify(list(field)) for field in zip(*data)]
+    import mxnet as mx
+    if isinstance(first, mx.nd.NDArray):
+        from mxnet.gluon.data import dataloader
+        fn = dataloader.default_mp_batchify_fn if _in_worker_process() else dataloader.default_batchify_fn
+        return fn(data)
+    return _stack_to_ndarray([np.asarray(x) for x in data])
+
+
+def _fast_source(dataset):
+    """``(CaffeLMDBDataset, CaffeTransform or None)`` when :class:`CaffeBatchLoader` can build
+    `dataset`'s batches, else ``(None, None)``."""
+    from .dataset import CaffeLMDBDataset, _TransformFirstDataset
+    from .transforms import CaffeTransform
+    if isinstance(dataset, CaffeLMDBDataset):
+        return dataset, None
+    if (isinstance(dataset, _TransformFirstDataset) and isinstance(dataset.dataset, CaffeLMDBDataset)
+            and isinstance(dataset.transform, CaffeTransform)):
+        return dataset.dataset, dataset.transform
+    return None, None
+
+
+class DataLoader:
+    """``gluon.data.DataLoader`` with the fastest path for Caffe data; the same arguments.
+
+    Over a :class:`CaffeLMDBDataset`, or ``dataset.transform_first(CaffeTransform(...))``, with
+    no ``sampler``, ``batch_sampler`` or ``batchify_fn``, batches are built a whole batch at a
+    time by :class:`CaffeBatchLoader` (one read per batch, vectorised parse and transform), and
+    ``num_workers`` are *threads* that decode and transform (OpenCV and numpy release the GIL),
+    with batches built ahead in the background: no worker process, no pickling, no shared-memory
+    copy. The batches equal ``gluon.data.DataLoader``'s for the same dataset (bit for bit without
+    shuffle and with deterministic transforms; random crops, mirrors and shuffles are drawn from
+    another generator). Any other dataset, or a custom sampler, goes to ``gluon.data.DataLoader``
+    with :func:`batchify` as its default ``batchify_fn``.
+
+    Parameters
+    ----------
+    dataset : Dataset
+    batch_size : int
+    shuffle : bool
+    sampler, batch_sampler : gluon.data.Sampler, optional
+        Gluon's; given, Gluon's DataLoader is used.
+    last_batch : {'keep', 'discard', 'rollover'}, optional
+        Default ``'keep'``.
+    batchify_fn : callable, optional
+        Given, Gluon's DataLoader is used with it; default :func:`batchify`.
+    num_workers : int
+        Decoding threads on the fast path; worker processes otherwise (Gluon's meaning).
+    pin_memory : bool
+        Batches in ``cpu_pinned(pin_device_id)`` memory.
+    pin_device_id : int
+    prefetch : int, optional
+        Batches built ahead (fast path: default 2 when ``num_workers > 0``; Gluon's default
+        otherwise).
+    thread_pool, timeout, auto_reload
+        Gluon's, for the Gluon path (ignored on the fast path, which uses threads and has no
+        worker to time out).
+    seed : int, optional
+        Seeds the fast path's shuffle order.
+
+    Attributes
+    ----------
+    fast : bool
+        Whether the fast path builds the batches.
+    loader : CaffeBatchLoader or gluon.data.DataLoader
+        What iterates.
+
+    Examples
+    --------
+    >>> ds = gc.data.CaffeLMDBDataset("train_lmdb")
+    >>> t = gc.data.CaffeTransform('crop_size: 227 mirror: true mean_file: "mean.binaryproto"', "train")
+    >>> for data, label in gc.data.DataLoader(ds.transform_first(t), batch_size=64, shuffle=True,
+    ...                                       num_workers=2):
+    ...     pass
+    """
+
+    def __init__(self, dataset, batch_size=None, shuffle=False, sampler=None, last_batch=None,
+                 batch_sampler=None, batchify_fn=None, num_workers=0, pin_memory=False, pin_device_id=0,
+                 prefetch=None, thread_pool=False, timeout=120, auto_reload=False, seed=None):
+        base, transform = _fast_source(dataset)
+        self.fast = base is not None and sampler is None and batch_sampler is None and batchify_fn is None
+        if self.fast:
+            if batch_size is None:
+                raise ValueError("batch_size must be specified unless batch_sampler is specified")
+            ctx = None
+            if pin_memory:
+                import mxnet as mx
+                ctx = mx.cpu_pinned(pin_device_id)
+            self.loader = CaffeBatchLoader(base, batch_size, transform, shuffle=shuffle,
+                                           last_batch=last_batch or "keep", num_workers=num_workers,
+                                           prefetch=prefetch, ctx=ctx, seed=seed)
+        else:
+            import mxnet as mx
+            self.loader = mx.gluon.data.DataLoader(
+                dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler, last_batch=last_batch,
+                batch_sampler=batch_sampler, batchify_fn=batchify_fn or batchify, num_workers=num_workers,
+                pin_memory=pin_memory, pin_device_id=pin_device_id, prefetch=prefetch,
+                thread_pool=thread_pool, timeout=timeout, auto_reload=auto_reload)
+
+    def __iter__(self):
+        return iter(self.loader)
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __repr__(self):
+        return "<gluon_caffe.data.DataLoader (%s): %r>" % ("fast path" if self.fast else "Gluon", self.loader)
