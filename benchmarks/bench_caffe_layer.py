@@ -253,6 +253,8 @@ def memory_case(iters, warmup=200):
         step()
     after = rss_mb()
     growth = after - before
+    print("memory %d LeNet fwd+bwd+update steps, RSS growth: target 20 MB | gluon_caffe %.1f MB | ratio %.2f"
+          % (iters, growth, max(growth, 0.0) / 20.0), flush=True)
     print("%-10s %d fwd+bwd+update steps: RSS %.1f MB -> %.1f MB, growth %.1f MB (%.1fs)  (target < 20 MB)"
           % ("memory:", iters, before, after, growth, time.perf_counter() - start), flush=True)
     return {"case": "memory", "iterations": iters, "warmup": warmup, "rss_before_mb": before,

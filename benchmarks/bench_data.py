@@ -252,6 +252,9 @@ def memory_case(path, quick):
           % (len(ds), worker["growth_mb"], fast["growth_mb"],
              (peak.get("RssAnon", 0) - before["RssAnon"]) / 1024.0 if peak else 0.0,
              (peak.get("RssFile", 0) - before["RssFile"]) / 1024.0 if peak else 0.0), flush=True)
+    # The claim in run_all's format: a worker's RSS growth over a pass against a 20 MB budget.
+    print("memory %d records, DataLoader worker RSS growth over a pass: budget 20 MB | gluon_caffe %.1f MB "
+          "| ratio %.2f" % (len(ds), worker["growth_mb"], max(worker["growth_mb"], 0.0) / 20.0), flush=True)
     return {"records": len(ds), "dataloader_worker": worker, "fast_path": fast}
 
 
