@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -14,9 +15,12 @@ def test_bench_data_quick(tmp_path):
                            "--reps", "1", "--out", str(out)],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    lines = [l for l in proc.stdout.splitlines() if "| ratio " in l]
+    lines = [l for l in proc.stdout.splitlines() if "| ratio " in l and not l.startswith("memory")]
     assert any(l.startswith("raw28") for l in lines) and any(l.startswith("jpeg256") for l in lines), proc.stdout
     assert all("caffe_data" in l and "gluon_caffe" in l for l in lines)
+    # The memory claim in run_all's row format: a worker's RSS growth against its 20 MB budget.
+    assert re.search(r"^memory \d+ records, .*budget 20 MB \| gluon_caffe -?[0-9.]+ MB \| ratio [0-9.]+",
+                     proc.stdout, re.M), proc.stdout
     result = json.loads(out.read_text())
     assert result["quick"] and result["exact"] == {"raw28": True, "jpeg256_test_phase": True}
     assert {r["case"] for r in result["results"]} == {"raw28", "jpeg256"}
