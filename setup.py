@@ -115,7 +115,7 @@ MXNET = mxnet_dir()
 # The C++ operator library for mx.library's lib_api (loaded by gluon_caffe.nn._lib, not imported).
 operator_library = Extension(
     "gluon_caffe._ext.libgluon_caffe_op",
-    sources=["gluon_caffe/_ext/caffe_op.cc", os.path.join(MXNET, "src", "lib_api.cc")],
+    sources=["gluon_caffe/_ext/caffe_op.cc", "gluon_caffe/_ext/nms_op.cc", os.path.join(MXNET, "src", "lib_api.cc")],
     depends=["gluon_caffe/_ext/bridge.hpp", os.path.join(MXNET, "include", "mxnet", "lib_api.h"),
              os.path.join(PREFIX, "lib", "libcaffe.so"), os.path.join(PREFIX, "gluon_caffe_patch_id")],
     language="c++",

@@ -20,7 +20,13 @@ class ConvertContext(object):
         Input variable name -> shape, for shape inference (may be partial).
     inference : bool
         The graph is for inference only: a translator may turn values computed
-        from parameters into constants (no gradients needed).
+        from parameters or shapes into constants (no gradients needed).
+
+    Attributes
+    ----------
+    fixed_input_size : list of str
+        Layers whose constants hold for the convert-time input shapes only
+        (PriorBox in an inference graph): the net then takes only those sizes.
     """
 
     def __init__(self, weights=None, input_shapes=None, inference=False):
@@ -28,6 +34,7 @@ class ConvertContext(object):
         self.inference = bool(inference)
         self.input_shapes = dict(input_shapes or {})
         self.param_shapes = {}
+        self.fixed_input_size = []
         self._used_names = set()
 
     # -- errors ---------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import mxnet as mx
 import numpy as np
 
 from .._files import atomic_outputs
-from ..errors import (CaffeError, ConversionError, UnsupportedLayerError,
+from ..errors import (CaffeError, CaffeShapeError, ConversionError, UnsupportedLayerError,
                       layer_context)
 from . import fallback as _fallback
 from .context import ConvertContext
@@ -42,9 +42,14 @@ class ConvertedNet(object):
         Caffe blobs that are net outputs, sorted by name as Caffe does.
     blobs : dict of str to mxnet.symbol.Symbol
         Every Caffe blob name -> the symbol holding its latest value.
+    fixed_input_size : list of str
+        Layers that made the graph valid for ``input_shapes`` only (batch aside):
+        PriorBox layers of an inference graph, whose priors are constants.
     """
 
-    def __init__(self, symbol, arg_params, aux_params, input_names, input_shapes, output_names, blobs):
+    def __init__(self, symbol, arg_params, aux_params, input_names, input_shapes, output_names, blobs,
+                 fixed_input_size=()):
+        self.fixed_input_size = list(fixed_input_size)
         self.symbol = symbol
         self.arg_params = arg_params
         self.aux_params = aux_params
@@ -113,6 +118,7 @@ def convert_net(net, weights=None, mean=None, rgb=False, fuse=False, fallback=Tr
     -------
     ConvertedNet
     """
+    release = getattr(weights, "release", None)  # a mapped caffemodel's (the passes copy the dict)
     if fuse:
         net, weights = fuse_batch_norm(net, weights)
     net, weights = merge_scale_into_batch_norm(net, weights)
@@ -238,12 +244,18 @@ def convert_net(net, weights=None, mean=None, rgb=False, fuse=False, fallback=Tr
     symbol = outs[0] if len(outs) == 1 else mx.sym.Group(outs)
     arguments = set(symbol.list_arguments())
     used_inputs = [n for n in input_names if n in arguments]
-    args = {k: mx.nd.array(v, dtype=np.float32) for k, v in arg_params.items() if k in arguments}
+    def to_ndarray(value):
+        out = mx.nd.array(value, dtype=np.float32)  # a synchronous copy
+        if release is not None:
+            release(value)  # the file's pages under it are no longer needed in memory
+        return out
+
+    args = {k: to_ndarray(v) for k, v in arg_params.items() if k in arguments}
     auxs = set(symbol.list_auxiliary_states())
-    aux = {k: mx.nd.array(v, dtype=np.float32) for k, v in aux_params.items() if k in auxs}
+    aux = {k: to_ndarray(v) for k, v in aux_params.items() if k in auxs}
     return ConvertedNet(symbol, args, aux, used_inputs,
                         {k: v for k, v in ctx.input_shapes.items() if k in used_inputs},
-                        output_names, blobs)
+                        output_names, blobs, ctx.fixed_input_size)
 
 
 def _load(prototxt, caffemodel, phase, progress=None):
@@ -393,6 +405,27 @@ def _partition_for_cpu(converted, values):
     return symbol
 
 
+class _FixedSizeBlock(mx.gluon.SymbolBlock):
+    """A SymbolBlock whose graph holds for its convert-time input shapes only (batch aside).
+
+    ``import_model(inference=True)`` makes SSD priors constants; a call with another image size
+    raises instead of using priors computed for a different image.
+    """
+
+    def forward(self, x, *args):
+        inputs = (x,) + args
+        for name, value in zip(self._gc_input_names, inputs):
+            want = self._gc_input_shapes.get(name)
+            shape = getattr(value, "shape", None)
+            if want is not None and shape is not None and tuple(shape[1:]) != tuple(want[1:]):
+                raise CaffeShapeError(
+                    "input %r has shape %s, but this inference graph holds for (N, %s) only: layer(s) %s "
+                    "keep priors computed for that size; import the model again with input_shapes={%r: %s}"
+                    % (name, tuple(shape), ", ".join(map(str, want[1:])), ", ".join(self._gc_fixed_by),
+                       name, tuple(shape)))
+        return super().forward(x, *args)
+
+
 def import_model(prototxt, caffemodel=None, ctx=None, *, inference=False, **options):
     """Convert a Caffe model into a hybridizable ``mx.gluon.SymbolBlock``.
 
@@ -413,6 +446,10 @@ def import_model(prototxt, caffemodel=None, ctx=None, *, inference=False, **opti
         input shapes (prototxt or ``input_shapes=``); the batch size may differ
         at run time. The block cannot be trained or exported to ONNX; hybridize
         it as usual (``static_alloc=True, static_shape=True`` is fastest).
+        SSD nets: the priors (PriorBox) become constants for the input size
+        given, and NMS runs on gluon_caffe's single-threaded operator when its
+        library is loaded; the block then refuses other image sizes
+        (CaffeShapeError: import again with ``input_shapes=``).
     **options
         ``mean``, ``rgb``, ``fuse``, ``fallback``, ``input_shapes``, ``phase``
         as for :func:`convert`.
@@ -447,7 +484,13 @@ def import_model(prototxt, caffemodel=None, ctx=None, *, inference=False, **opti
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        block = mx.gluon.SymbolBlock(symbol, inputs)
+        if converted.fixed_input_size:
+            block = _FixedSizeBlock(symbol, inputs)
+            block._gc_input_names = list(converted.input_names)
+            block._gc_input_shapes = dict(converted.input_shapes)
+            block._gc_fixed_by = list(converted.fixed_input_size)
+        else:
+            block = mx.gluon.SymbolBlock(symbol, inputs)
     params = block.collect_params()
     if values:
         for name, param in params.items():

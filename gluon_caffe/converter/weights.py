@@ -195,6 +195,28 @@ class WeightFile(dict):
     """
 
     path = None
+    _map = None     # the mmap the views point into
+    _base = 0       # its address
+
+    def release(self, array):
+        """Let the kernel drop the mapped pages under ``array`` once its values were copied.
+
+        Only a view into this file's mapping is affected (anything else is ignored); its values
+        stay readable (the pages come back from the file on the next touch). Converting keeps one
+        copy of the weights in memory instead of two: the mapped file's pages count in RSS.
+        """
+        if self._map is None or not isinstance(array, np.ndarray) or array.nbytes == 0:
+            return
+        start = array.__array_interface__["data"][0] - self._base
+        stop = start + array.nbytes
+        if start < 0 or stop > len(self._map):
+            return
+        page = mmap.PAGESIZE
+        first = start // page * page
+        try:
+            self._map.madvise(mmap.MADV_DONTNEED, first, stop - first)
+        except (AttributeError, OSError, ValueError):  # no madvise here: the pages just stay
+            pass
 
 
 def read_weights(caffemodel, progress=None):
@@ -237,6 +259,8 @@ def read_weights(caffemodel, progress=None):
     view = memoryview(buf)
     out = WeightFile()
     out.path = path
+    out._map = buf
+    out._base = np.frombuffer(buf, dtype=np.uint8, count=1).__array_interface__["data"][0]
     current = "(top level)"
     n_layers = 0
     try:

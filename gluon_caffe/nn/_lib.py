@@ -16,10 +16,12 @@ import os
 
 import mxnet as mx
 
-__all__ = ["LIB_OP", "available", "load_error", "PHASE_TYPES", "lib_kwargs", "phase_flag"]
+__all__ = ["LIB_OP", "NMS_OP", "available", "load_error", "PHASE_TYPES", "lib_kwargs", "phase_flag"]
 
 #: The operator's name in MXNet's registry and in exported symbol JSON.
 LIB_OP = "gluon_caffe_CaffeOp"
+#: The library's single-threaded NMS (``_ext/nms_op.cc``), used by inference graphs of SSD nets.
+NMS_OP = "gluon_caffe_nms"
 
 #: Caffe layer types (not data layers) whose computation depends on the phase.
 PHASE_TYPES = frozenset({"Dropout", "BatchNorm"})
@@ -36,7 +38,7 @@ def _library_path():
 
 
 def _register_python_functions():
-    """Make ``mx.nd.gluon_caffe_CaffeOp`` / ``mx.sym.gluon_caffe_CaffeOp`` for the one new operator.
+    """Make ``mx.nd.<op>`` / ``mx.sym.<op>`` for the library's operators (``LIB_OP``, ``NMS_OP``).
 
     ``mx.library.load`` would regenerate the functions of all of MXNet's ~700 operators (about
     0.6 s at every ``import gluon_caffe``); this builds only ours, with MXNet's own generators.
@@ -44,12 +46,13 @@ def _register_python_functions():
     from mxnet.ndarray import register as nd_register
     from mxnet.symbol import register as sym_register
 
-    handle = mx.base.OpHandle()
-    mx.base.check_call(mx.base._LIB.NNGetOpHandle(mx.base.c_str(LIB_OP), ctypes.byref(handle)))
-    nd_fn = nd_register._make_ndarray_function(handle, LIB_OP, LIB_OP)
-    sym_fn = sym_register._make_symbol_function(handle, LIB_OP, LIB_OP)
-    for module, fn in ((mx.nd, nd_fn), (mx.nd.op, nd_fn), (mx.sym, sym_fn), (mx.sym.op, sym_fn)):
-        setattr(module, LIB_OP, fn)
+    for name in (LIB_OP, NMS_OP):
+        handle = mx.base.OpHandle()
+        mx.base.check_call(mx.base._LIB.NNGetOpHandle(mx.base.c_str(name), ctypes.byref(handle)))
+        nd_fn = nd_register._make_ndarray_function(handle, name, name)
+        sym_fn = sym_register._make_symbol_function(handle, name, name)
+        for module, fn in ((mx.nd, nd_fn), (mx.nd.op, nd_fn), (mx.sym, sym_fn), (mx.sym.op, sym_fn)):
+            setattr(module, name, fn)
 
 
 def _load():
@@ -58,7 +61,7 @@ def _load():
         return
     try:
         path = _library_path()
-        already = hasattr(mx.nd, LIB_OP)
+        already = hasattr(mx.nd, LIB_OP) and hasattr(mx.nd, NMS_OP)
         if not already:
             mx.base.check_call(mx.base._LIB.MXLoadLib(mx.base.c_str(path), mx.base.mx_uint(0)))
             try:

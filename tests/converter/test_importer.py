@@ -180,6 +180,24 @@ def test_bad_mean_file(tmp_path):
         load_mean(str(f))
 
 
+def test_released_weight_pages_keep_their_values(model):
+    """convert() drops the mapped file's pages under each copied blob (one copy of the weights in
+    memory, not two); the views stay readable and anything outside the mapping is left alone."""
+    path, _ = model
+    weights = read_weights(path)
+    before = {k: [np.array(a) for a in v] for k, v in weights.items()}
+    assert before["conv1"][0].shape == (4, 3, 3, 3)
+    for arrays in weights.values():
+        for a in arrays:
+            weights.release(a)
+    own = np.arange(100000, dtype=np.float32)  # not in the mapping: must never be dropped (zeroed)
+    weights.release(own)
+    np.testing.assert_array_equal(own, np.arange(100000, dtype=np.float32))
+    for k, arrays in weights.items():
+        for a, b in zip(arrays, before[k]):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_regression_fp16_raw_data_blobs(tmp_path):
     w = np.random.RandomState(3).randn(4, 3, 3, 3).astype(np.float16)
     b = np.random.RandomState(4).randn(4).astype(np.float16)

@@ -10,7 +10,7 @@ import pytest
 
 from gluon_caffe.converter import convert, import_model
 from gluon_caffe.converter.proto import caffe_pb2
-from gluon_caffe.errors import ConversionError
+from gluon_caffe.errors import CaffeShapeError, ConversionError
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import fixtures  # noqa: E402
@@ -332,11 +332,12 @@ def test_res10_face_detector_matches_opencv_on_real_photos():
             scale = max(1.0, float(np.abs(ref[n]).max()))
             assert float(np.abs(o - ref[n]).max()) <= TOL * scale, n
         for hyb in (False, True):
-            block = import_model(proto, model, fallback=False)
-            got = _ours(block, {"data": b}, hyb)["detection_out"]
-            det = ref["detection_out"]
-            assert got.shape == det.shape == (1, 1, 200 * len(b), 7)
-            assert float(np.abs(got - det).max()) <= TOL
+            for inference in (False, True):  # inference: constant priors, single-threaded NMS
+                block = import_model(proto, model, fallback=False, inference=inference)
+                got = _ours(block, {"data": b}, hyb)["detection_out"]
+                det = ref["detection_out"]
+                assert got.shape == det.shape == (1, 1, 200 * len(b), 7)
+                assert float(np.abs(got - det).max()) <= TOL, (hyb, inference)
         # One confident face per photo, at the top of its image's rows.
         faces = det[0, 0][det[0, 0, :, 2] > 0.9]
         assert sorted(faces[:, 0].tolist()) == list(range(len(b)))
@@ -371,3 +372,53 @@ def test_res10_at_another_input_size_matches_opencv():
     assert got.shape == ref.shape
     assert float(np.abs(got - ref).max()) <= TOL
     assert ref[0, 0, 0, 2] > 0.5
+
+
+def test_res10_inference_graph_holds_for_its_input_size_only():
+    """inference=True bakes the priors for the convert-time size: another size raises, input_shapes= fixes it."""
+    proto, model = _res10()
+    blob = cv2.dnn.blobFromImage(cv2.resize(_photo("obama3.jpg"), (320, 240)), 1.0, (320, 240),
+                                 (104.0, 177.0, 123.0))
+    net = cv2.dnn.readNetFromCaffe(proto, model)
+    net.setInput(blob)
+    ref = net.forward()
+    block = import_model(proto, model, fallback=False, inference=True)
+    assert "conv4_3_norm_mbox_priorbox_priors" in block.collect_params()  # a constant, not ~30 operators
+    block.hybridize(static_alloc=True, static_shape=True)
+    with pytest.raises(CaffeShapeError, match=r"input 'data' has shape \(1, 3, 240, 320\).*"
+                       r"\(N, 3, 300, 300\).*conv4_3_norm_mbox_priorbox.*input_shapes="):
+        block(mx.nd.array(blob))
+    block = import_model(proto, model, fallback=False, inference=True, input_shapes={"data": (1, 3, 240, 320)})
+    block.hybridize(static_alloc=True, static_shape=True)
+    got = block(mx.nd.array(blob)).asnumpy()
+    assert got.shape == ref.shape
+    assert float(np.abs(got - ref).max()) <= TOL
+    assert ref[0, 0, 0, 2] > 0.5
+
+
+def test_single_thread_nms_equals_box_nms():
+    """gluon_caffe_nms (inference graphs) gives box_nms's result for the converter's arguments, ties too."""
+    assert hasattr(mx.nd, "gluon_caffe_nms")
+    rng = np.random.default_rng(7)
+    for trial in range(120):
+        batch, n = int(rng.integers(1, 4)), int(rng.integers(1, 80))
+        rows = np.zeros((batch, n, 6), np.float32)
+        rows[..., 0] = 0 if trial % 3 == 0 else rng.integers(0, 3, (batch, n))
+        # Odd trials: few distinct scores (ties keep their order) and rejected rows at -1.
+        rows[..., 1] = (rng.choice([0.2, 0.6, 0.9, -1.0], (batch, n)) if trial % 2
+                        else rng.uniform(-1, 1, (batch, n)))
+        corner = rng.uniform(0, 1, (batch, n, 2))
+        rows[..., 2:4] = corner
+        rows[..., 4:6] = corner + rng.uniform(-0.05, 0.5, (batch, n, 2))  # some empty boxes
+        x = mx.nd.array(rows)
+        want = mx.nd.contrib.box_nms(x, overlap_thresh=0.45, valid_thresh=-0.5, topk=-1, coord_start=2,
+                                     score_index=1, id_index=0, background_id=-1, force_suppress=False)
+        got = mx.nd.gluon_caffe_nms(x, overlap_thresh=0.45, valid_thresh=-0.5)
+        np.testing.assert_array_equal(got.asnumpy(), want.asnumpy(), err_msg="trial %d" % trial)
+    x = mx.nd.array(rows)
+    x.attach_grad()
+    with mx.autograd.record():
+        y = mx.nd.gluon_caffe_nms(x, overlap_thresh=0.45, valid_thresh=-0.5)
+    with pytest.raises(mx.base.MXNetError, match="gluon_caffe_nms has no gradient.*inference=True"):
+        y.backward()
+        x.grad.wait_to_read()
