@@ -153,6 +153,17 @@ class ConvertContext(object):
             return None
         return shape
 
+    def shapes(self, group):
+        """Inferred shape of each of ``group``'s outputs (None where unknown), never raising."""
+        args = set(group.list_arguments()) | set(group.list_auxiliary_states())
+        known = {k: v for k, v in self.input_shapes.items() if k in args}
+        known.update({k: v for k, v in self.param_shapes.items() if k in args})
+        try:
+            _, out, _ = group.infer_shape_partial(**known)
+        except mx.base.MXNetError:
+            return [None] * len(group.list_outputs())
+        return [tuple(o) if o and all(d > 0 for d in o) else None for o in (out or [])]
+
     @staticmethod
     def canonical_axis(layer, axis, ndim, what="axis"):
         """Caffe's CanonicalAxisIndex: negative axes count from the end."""
