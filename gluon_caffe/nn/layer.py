@@ -4,7 +4,8 @@ import ctypes
 
 import mxnet as mx
 
-from ..errors import CaffeShapeError
+from .._build_info import BUILD_INFO
+from ..errors import CaffeShapeError, UnsupportedLayerError
 from . import _lib
 from ._op import CaffeFiller, check_inputs, describe, mx_shape, op_kwargs
 
@@ -72,6 +73,7 @@ class _CaffeBlock(mx.gluon.HybridBlock):
     def forward(self, x, *args):
         # With arrays in hand, check them here: inside MXNet a Caffe failure loses its name.
         if isinstance(x, mx.nd.NDArray):
+            self._check_contexts([x] + list(args))
             inputs = self._prepare([x] + list(args))
             info = check_inputs(self._spec, inputs)
             for blob in self._spec.blobs:
@@ -97,6 +99,22 @@ class _CaffeBlock(mx.gluon.HybridBlock):
         else:
             self._input_grads = None
         return super().forward(x, *args)
+
+    def _check_contexts(self, inputs):
+        """A CPU-only libcaffe runs on CPU contexts only: say so before MXNet fails on its own terms."""
+        if not BUILD_INFO.get("flags", {}).get("CPU_ONLY", True):
+            return
+        contexts = [("input %d" % i, a.context) for i, a in enumerate(inputs)]
+        for blob in self._spec.blobs:
+            try:
+                contexts += [(blob.role, c) for c in getattr(self, blob.role).list_ctx()]
+            except RuntimeError:  # not initialized yet: MXNet says so itself
+                pass
+        for what, c in contexts:
+            if c.device_type not in ("cpu", "cpu_pinned", "cpu_shared"):
+                raise UnsupportedLayerError(
+                    "%s: %s is on %s, but this libcaffe is built CPU-only (gluon_caffe.caffe_info() flags "
+                    "CPU_ONLY): initialize and run the block on mx.cpu()" % (self._spec.context, what, c))
 
     def _param_reqs(self):
         return tuple(getattr(self, b.role).grad_req for b in self._spec.args)

@@ -109,3 +109,25 @@ def test_failed_call_leaves_the_block_usable():
         block(mx.nd.ones((2, 4), dtype="float16"))
     y = block(mx.nd.ones((2, 4)))
     assert y.shape == (2, 3) and np.isfinite(y.asnumpy()).all()
+
+
+@pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybrid"])
+def test_gpu_context_with_cpu_only_libcaffe(hybridize):
+    """This libcaffe is CPU-only: a block initialized on a GPU context says so, naming the layer.
+
+    (CPU-only MXNet cannot make a GPU array, so the inputs here are on the CPU and the parameters'
+    deferred context is what is checked; GPU inputs take the same path.)
+    """
+    assert gc.caffe_info()["flags"]["CPU_ONLY"]
+    conv = 'layer { name: "c1" type: "Convolution" convolution_param { num_output: 2 kernel_size: 1 } }'
+    for block, shape in ((CaffeLayer(IP), (2, 4)), (CaffeLayer(conv), (1, 3, 4, 4))):
+        block.initialize(ctx=[mx.cpu(), mx.gpu(0)])  # deferred: nothing is allocated on the GPU yet
+        if hybridize:
+            block.hybridize()
+        with pytest.raises(gc.UnsupportedLayerError, match=r"layer '(fc7|c1)' .*weight is on gpu\(0\), but "
+                           r"this libcaffe is built CPU-only.*mx\.cpu\(\)"):
+            block(mx.nd.zeros(shape))
+    # Back on the CPU, the same kind of block works.
+    block = CaffeLayer(IP)
+    block.initialize(ctx=mx.cpu())
+    assert block(mx.nd.ones((2, 4))).shape == (2, 3)
