@@ -18,6 +18,7 @@ from gluon_caffe._ext.libcaffe cimport (
     set_error_factory, init_logging, set_log_level as c_set_log_level, log_level as c_log_level,
     set_random_seed as c_set_random_seed, protobuf_version, layer_types as c_layer_types,
     parse_layer_text, parse_net_text, make_layer_runner, make_net_runner,
+    net_text_to_binary as c_net_text_to_binary,
 )
 
 from gluon_caffe import errors as _errors
@@ -70,6 +71,15 @@ def set_random_seed(unsigned int seed):
 def layer_types():
     """The layer types compiled into libcaffe, sorted."""
     return sorted(t.decode() for t in c_layer_types())
+
+
+def net_text_to_binary(text):
+    """A NetParameter's prototxt text as wire-format bytes (protobuf's C++ parser), or None when
+    it does not parse with libcaffe's caffe.proto (the caller then parses it in Python)."""
+    cdef string out
+    if not c_net_text_to_binary(_bytes(text), &out):
+        return None
+    return <bytes>out
 
 
 def protobuf_runtime_version():

@@ -325,6 +325,17 @@ inline caffe::NetParameter parse_net_text(const string& text, const string& orig
   return net;
 }
 
+// NetParameter text to wire format with protobuf's C++ parser (about 20x faster than Python's
+// text_format): the converter parses prototxts this way when libcaffe is there. False when the
+// text does not parse here (a field only the converter's superset caffe.proto has, or an error):
+// the caller then parses it itself, with its own located error messages.
+inline bool net_text_to_binary(const string& text, string* out) {
+  caffe::NetParameter net;
+  string error;
+  if (!parse_text(text, &net, &error)) return false;
+  return net.SerializeToString(out);
+}
+
 inline vector<string> layer_types() {
   return caffe::LayerRegistry<float>::LayerTypeList();
 }

@@ -40,6 +40,7 @@ cdef extern from "bridge.hpp" namespace "gcb" nogil:
 
     LayerParameter parse_layer_text(const string&) except +translate_exception
     NetParameter parse_net_text(const string&, const string&) except +translate_exception
+    bool net_text_to_binary(const string&, string*) except +translate_exception
 
     cdef cppclass LayerRunner:
         string type()

@@ -112,6 +112,11 @@ def read_prototxt(prototxt, message=None):
                                   % os.fspath(prototxt)) from exc
         source = "prototxt %r" % os.fspath(prototxt)
     net = cls()
+    if cls is caffe_pb2.NetParameter:
+        binary = _parse_with_libcaffe(text)
+        if binary is not None:
+            net.ParseFromString(binary)
+            return net
     try:
         text_format.Merge(text, net, allow_unknown_extension=False)
     except text_format.ParseError as exc:
@@ -125,6 +130,18 @@ def read_prototxt(prototxt, message=None):
             where += " (in layer %r)" % layer
         raise CaffeProtoError("%s: %s" % (where, detail)) from None
     return net
+
+
+def _parse_with_libcaffe(text):
+    """Wire-format bytes of a NetParameter's text parsed by protobuf's C++ parser inside libcaffe's
+    bridge (~20x faster than ``text_format``), or None: no libcaffe here (the converter is pure
+    Python), or the text does not parse with BVLC's caffe.proto (a field only this package's
+    superset has, or an error, which ``text_format`` then reports with its line and layer)."""
+    try:
+        from .._ext import _caffe
+    except ImportError:
+        return None
+    return _caffe.net_text_to_binary(text)
 
 
 def read_caffemodel(caffemodel):

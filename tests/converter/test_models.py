@@ -69,7 +69,7 @@ def test_mtcnn_matches_caffe(net, shape):
     _check(proto, model, {"data": x})
 
 
-BVLC = os.path.expanduser("~/.cache/gluon_caffe/src/caffe-1.0.0+git20180821.99bd997/models")
+BVLC = os.path.join(os.path.dirname(fixtures.cache_dir()), "src", "caffe-1.0.0+git20180821.99bd997", "models")
 
 
 @pytest.mark.parametrize("name", ["bvlc_alexnet", "bvlc_reference_caffenet", "bvlc_googlenet",
