@@ -1,7 +1,8 @@
 """Conversion time and peak memory: gluon_caffe.convert vs the seed converter shipped in the mxnet wheel.
 
 Each measurement runs in a fresh child process, alternating reference and ours. Wall time counts only
-the conversion (after imports); peak RSS is VmHWM at the end minus VmRSS after imports. Reported with
+the conversion (after imports), into a fresh directory; peak RSS is VmHWM at the end minus VmRSS after
+imports. Reported with
 the time to read the caffemodel's bytes, the issue's yardstick (target: time <= 4x read, RSS <= 2x file).
 
     python benchmarks/bench_convert.py [--quick] [--repeat N]
@@ -137,7 +138,10 @@ def main(argv=None):
             runs = {"read": [], "seed": [], "ours": []}
             for _ in range(repeat):
                 for which in ("read", "seed", "ours"):  # alternate within each repetition
-                    runs[which].append(measure(which, proto, model, os.path.join(tmp, which), seed_dir))
+                    # A fresh directory each time: no conversion pays for deleting the last one's files.
+                    out_dir = tempfile.mkdtemp(dir=tmp)
+                    runs[which].append(measure(which, proto, model, os.path.join(out_dir, which), seed_dir))
+                    shutil.rmtree(out_dir)
             row = {"model": name, "caffemodel_bytes": size}
             for which, got in runs.items():
                 ok = [r for r in got if "error" not in r]
