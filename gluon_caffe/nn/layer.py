@@ -32,6 +32,7 @@ class _CaffeBlock(mx.gluon.HybridBlock):
         # grad_req, and which inputs arrived with a gradient buffer attached.
         self._built_for = None
         self._input_grads = None
+        self._checked = None  # what forward last checked (see forward)
         with self.name_scope():
             for blob in self._spec.blobs:
                 if blob.role == "weight" and weight_initializer is not None:
@@ -71,22 +72,16 @@ class _CaffeBlock(mx.gluon.HybridBlock):
         return [b.role for b in self._spec.blobs]
 
     def forward(self, x, *args):
-        # With arrays in hand, check them here: inside MXNet a Caffe failure loses its name.
+        # With arrays in hand, check them here: inside MXNet a Caffe failure loses its name. The
+        # checks rerun only when what they looked at changes (shapes, dtypes, contexts, parameters).
         if isinstance(x, mx.nd.NDArray):
-            self._check_contexts([x] + list(args))
             inputs = self._prepare([x] + list(args))
-            info = check_inputs(self._spec, inputs)
-            for blob in self._spec.blobs:
-                param = getattr(self, blob.role)
-                have = param.shape
-                want = mx_shape(info.param_shapes[blob.index])
-                if have is not None and all(have) and tuple(have) != want:
-                    raise CaffeShapeError(
-                        "%s: inputs of shapes %s need %s of shape %r, the parameter has %r"
-                        % (self._spec.context, [tuple(a.shape) for a in inputs], blob.role, want, tuple(have)))
-                if have is None or not all(have):
-                    # Known before MXNet infers shapes (deferred initialization), from Caffe itself.
-                    param._shape = want
+            key = (tuple((a.shape, a.dtype, a.context, type(a)) for a in inputs),
+                   tuple((id(p._data), id(p._deferred_init), p._shape) for p in self._blob_params()))
+            if key != self._checked:
+                self._check(inputs)
+                self._checked = (tuple((a.shape, a.dtype, a.context, type(a)) for a in inputs),
+                                 tuple((id(p._data), id(p._deferred_init), p._shape) for p in self._blob_params()))
             x, args = inputs[0], inputs[1:]
             if _lib.available():
                 self._input_grads = tuple(_has_grad(a) for a in inputs)
@@ -99,6 +94,25 @@ class _CaffeBlock(mx.gluon.HybridBlock):
         else:
             self._input_grads = None
         return super().forward(x, *args)
+
+    def _blob_params(self):
+        return [getattr(self, b.role) for b in self._spec.blobs]
+
+    def _check(self, inputs):
+        """Contexts, dtypes and shapes of ``inputs`` and the parameters, as Caffe will see them."""
+        self._check_contexts(inputs)
+        info = check_inputs(self._spec, inputs)
+        for blob in self._spec.blobs:
+            param = getattr(self, blob.role)
+            have = param.shape
+            want = mx_shape(info.param_shapes[blob.index])
+            if have is not None and all(have) and tuple(have) != want:
+                raise CaffeShapeError(
+                    "%s: inputs of shapes %s need %s of shape %r, the parameter has %r"
+                    % (self._spec.context, [tuple(a.shape) for a in inputs], blob.role, want, tuple(have)))
+            if have is None or not all(have):
+                # Known before MXNet infers shapes (deferred initialization), from Caffe itself.
+                param._shape = want
 
     def _check_contexts(self, inputs):
         """A CPU-only libcaffe runs on CPU contexts only: say so before MXNet fails on its own terms."""

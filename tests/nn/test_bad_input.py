@@ -131,3 +131,20 @@ def test_gpu_context_with_cpu_only_libcaffe(hybridize):
     block = CaffeLayer(IP)
     block.initialize(ctx=mx.cpu())
     assert block(mx.nd.ones((2, 4))).shape == (2, 3)
+
+
+@pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybrid"])
+def test_checks_rerun_when_the_inputs_change(hybridize):
+    """The input checks are skipped for a repeat of the last call's shapes, never for new ones."""
+    block = CaffeLayer(IP)
+    block.initialize()
+    if hybridize:
+        block.hybridize()
+    for _ in range(2):
+        assert block(mx.nd.ones((2, 4))).shape == (2, 3)
+    assert block(mx.nd.ones((5, 4))).shape == (5, 3)  # another batch: fine for InnerProduct
+    with pytest.raises(gc.CaffeShapeError, match=r"layer 'fc7' \(InnerProduct\).*weight of shape \(3, 5\).*\(3, 4\)"):
+        block(mx.nd.ones((2, 5)))
+    with pytest.raises(gc.CaffeShapeError, match="layer 'fc7'.*float16"):
+        block(mx.nd.ones((2, 4), dtype="float16"))
+    assert block(mx.nd.ones((2, 4))).shape == (2, 3)
