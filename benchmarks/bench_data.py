@@ -22,7 +22,9 @@ growth of a DataLoader worker and of the fast path (``/proc/self/status``). Resu
 ``benchmarks/out/bench_data.json``. The exit status is non-zero only on an error, never because a
 result is slow.
 
-Usage: ``python benchmarks/bench_data.py [--quick] [--reps N] [--out PATH]``
+Usage: ``python benchmarks/bench_data.py [--quick] [--reps N] [--out PATH] [--only CASE ...]``
+(``--only jpeg256`` runs that case alone, e.g. to compare two versions of the JPEG pipeline in
+alternating runs; the memory pass runs when ``memory`` is among the cases).
 """
 
 import argparse
@@ -50,6 +52,7 @@ __all__ = ["main"]
 BATCH = 64
 FASHION = "/usr/share/datasets/fashion-mnist"
 RAW_TRANSFORM = "scale: 0.00390625"
+CASES = ("raw28", "jpeg256", "memory")
 # Variants whose batches are built in worker processes (their CPU time is not measured).
 PROCESS_WORKERS = {"DataLoader per-sample workers=2", "DataLoader workers=2 gc.data.batchify"}
 
@@ -258,25 +261,10 @@ def memory_case(path, quick):
     return {"records": len(ds), "dataloader_worker": worker, "fast_path": fast}
 
 
-# ------------------------------------------------------------------------------------ main
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="small databases, few repetitions (< 60 s)")
-    ap.add_argument("--reps", type=int, default=None, help="repetitions per variant")
-    ap.add_argument("--workdir", default=None, help="where the databases are built (default: a temp dir)")
-    ap.add_argument("--out", default=os.path.join(HERE, "out", "bench_data.json"))
-    ap.add_argument("--no-memory", action="store_true", help="skip the RSS pass")
-    args = ap.parse_args(argv)
-    quick = args.quick
-    reps = args.reps or (3 if quick else 7)
-    workdir = args.workdir or tempfile.mkdtemp(prefix="gluon_caffe_bench_data_")
-    os.makedirs(workdir, exist_ok=True)
-    results = []
-    started = time.time()
-    print("bench_data: batch %d, %d repetitions, median [min-max] per batch; ratio = ours / caffe_data"
-          " time (< 1 is faster); %s" % (BATCH, reps, "quick" if quick else "full"), flush=True)
-
-    # raw 28x28 -----------------------------------------------------------------------
+# ------------------------------------------------------------------------------------ cases
+def raw_case(workdir, quick, reps, results):
+    """raw 28x28 records, ``scale``: the reference and our variants; returns whether the first TEST
+    batch equals Caffe's."""
     raw = make_raw_db(workdir, 4096 if quick else 20000)
     ds = CaffeLMDBDataset(raw)
     t = CaffeTransform(RAW_TRANSFORM, "train")
@@ -295,8 +283,12 @@ def main(argv=None):
     count = 40 if quick else 200
     run_case("raw28", caffe_batches(raw, RAW_TRANSFORM), variants, reps, count, 8, results, target=1.0,
              settle=0.02)
+    return exact_raw
 
-    # JPEG 256x256, crop 227, mirror, mean ------------------------------------------------
+
+def jpeg_case(workdir, quick, reps, results):
+    """256x256 JPEG records, crop 227, mirror, mean: the reference and our variants; returns whether
+    the first TEST batch (centre crop, no mirror) equals Caffe's."""
     jpeg, mean = make_jpeg_db(workdir, 192 if quick else 1024)
     jt = 'crop_size: 227 mirror: true mean_file: "%s"' % mean
     jds = CaffeLMDBDataset(jpeg)
@@ -319,9 +311,35 @@ def main(argv=None):
     count = 3 if quick else 12
     run_case("jpeg256", caffe_batches(jpeg, jt), variants, reps, count, 5, results, target=1.7,
              settle=0.5)
+    return exact_jpeg
+
+
+# ------------------------------------------------------------------------------------ main
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small databases, few repetitions (< 60 s)")
+    ap.add_argument("--reps", type=int, default=None, help="repetitions per variant")
+    ap.add_argument("--workdir", default=None, help="where the databases are built (default: a temp dir)")
+    ap.add_argument("--out", default=os.path.join(HERE, "out", "bench_data.json"))
+    ap.add_argument("--no-memory", action="store_true", help="skip the RSS pass")
+    ap.add_argument("--only", nargs="+", choices=CASES, default=None, metavar="CASE",
+                    help="run only these cases (%s; default all)" % ", ".join(CASES))
+    args = ap.parse_args(argv)
+    quick = args.quick
+    cases = set(args.only or CASES)
+    reps = args.reps or (3 if quick else 7)
+    workdir = args.workdir or tempfile.mkdtemp(prefix="gluon_caffe_bench_data_")
+    os.makedirs(workdir, exist_ok=True)
+    results = []
+    started = time.time()
+    print("bench_data: batch %d, %d repetitions, median [min-max] per batch; ratio = ours / caffe_data"
+          " time (< 1 is faster); %s" % (BATCH, reps, "quick" if quick else "full"), flush=True)
+
+    exact_raw = raw_case(workdir, quick, reps, results) if "raw28" in cases else None
+    exact_jpeg = jpeg_case(workdir, quick, reps, results) if "jpeg256" in cases else None
 
     memory = None
-    if not args.no_memory:
+    if "memory" in cases and not args.no_memory:
         memory = memory_case(make_raw_db(workdir, 20000 if quick else 100000), quick)
 
     out = {

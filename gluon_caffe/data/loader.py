@@ -96,8 +96,10 @@ class CaffeBatchLoader:
     The fast path next to ``gluon.data.DataLoader``: each batch is one read transaction (one
     cursor over consecutive records when not shuffled), raw Datums are parsed for the whole
     batch with a few numpy operations (:func:`parse_datum_batch`), encoded images are decoded
-    by a pool of threads (OpenCV releases the GIL), and :meth:`CaffeTransform.transform_batch`
-    writes every image straight into the batch array. The output equals the per-sample path
+    by a pool of threads (OpenCV releases the GIL), each thread taking the next image and
+    transforming it as soon as it is decoded, and :meth:`CaffeTransform.transform_batch` writes
+    every image straight into the batch array (memory reused from batch to batch once the
+    previous batches are freed). The output equals the per-sample path
     (``DataLoader(dataset.transform_first(transform), batch_size)``, same seed, no workers) bit
     for bit.
 
@@ -136,10 +138,11 @@ class CaffeBatchLoader:
     -----
     Threads, not processes: decoding (OpenCV) and the transform's numpy operations run without
     the GIL, and nothing is pickled or copied between processes. Random crops and mirrors are
-    drawn in the iterating thread in record order, so a seeded transform gives the same batches
-    whatever `num_workers` is. Workers only help when there are idle cores: decoding is the cost
-    of a JPEG pipeline, and on a machine already busy ``num_workers=0`` does as well. Raw records
-    need no workers (a batch of 64 MNIST records takes about 0.1 ms).
+    drawn in record order (one thread at a time, as soon as the shapes of the images before are
+    known), so a seeded transform gives the same batches whatever `num_workers` is. Workers only
+    help when there are idle cores: decoding is the cost of a JPEG pipeline, and on a machine
+    already busy ``num_workers=0`` does as well. Raw records need no workers (a batch of 64 MNIST
+    records takes about 0.1 ms).
     """
 
     def __init__(self, dataset, batch_size, transform=None, shuffle=False, last_batch="keep",
@@ -202,6 +205,12 @@ class CaffeBatchLoader:
         """
         images, labels, encoded = self.dataset.read_batch(indices)
         mode = self.dataset.decode
+        if encoded.any() and mode and self.transform is not None:
+            # Each image transformed as soon as it is decoded (None: the general path below).
+            name = lambda i: self.dataset._what(self.dataset.key(indices[i]))
+            out = self.transform._transform_encoded(images, encoded, mode, name, pool=pool)
+            if out is not None:
+                return out, labels
         if encoded.any() and mode:
             todo = np.flatnonzero(encoded).tolist()
             what = self.dataset._what

@@ -245,3 +245,72 @@ def test_decoded_views_take_the_same_arithmetic(tmp_path, rng, spec):
     strided = np.zeros(a.shape[:3] + (a.shape[3] * 2,), np.float32)[..., ::2]
     CaffeTransform(spec, "train", seed=4).transform_batch(views, out=strided)
     assert strided.tobytes() == a.tobytes()
+
+
+def test_encoded_random_batches_of_varying_sizes_equal_per_sample(encoded_lmdb):
+    """Images decoded and transformed one by one in threads: the draws still follow record order
+    when the images differ in size (each draw needs the shapes of the images before it)."""
+    path, _ = encoded_lmdb
+    spec = "crop_size: 20 mirror: true mean_value: 104 mean_value: 117 mean_value: 123 force_color: true"
+    raw = CaffeLMDBDataset(path, decode=False)
+    want = per_sample(raw, CaffeTransform(spec, "train", seed=9), 8)
+    for workers in (0, 1, 3):
+        got = as_numpy(raw.batches(8, CaffeTransform(spec, "train", seed=9), num_workers=workers))
+        assert_same(got, want)
+    # decoded by the dataset (native), transformed by the batch: the same draws
+    colour = CaffeLMDBDataset(path, decode="color")
+    want = per_sample(colour, CaffeTransform(spec, "train", seed=2), 8)
+    assert_same(as_numpy(colour.batches(8, CaffeTransform(spec, "train", seed=2), num_workers=2)), want)
+
+
+def test_failed_encoded_batch_leaves_the_draws_as_they_were(encoded_lmdb):
+    """A batch that cannot be transformed (crop larger than one image) raises Caffe's error and
+    makes no draw: the next batch is what it would have been."""
+    path, images = encoded_lmdb
+    raw = CaffeLMDBDataset(path, decode=False)
+    values = [raw[i][0] for i in range(8)]
+    small = min(range(8), key=lambda i: min(images[i].shape[1:]))
+    crop = min(images[small].shape[1:]) + 1
+    assert any(min(images[i].shape[1:]) >= crop for i in range(8))
+    spec = "crop_size: %d mirror: true force_color: true" % crop
+    from concurrent.futures import ThreadPoolExecutor
+    t = CaffeTransform(spec, "train", seed=5)
+    fine = [v for i, v in enumerate(values) if min(images[i].shape[1:]) >= crop]
+    with ThreadPoolExecutor(2) as pool:
+        for p in (None, pool):
+            with pytest.raises(gc.CaffeShapeError, match="crop_size"):
+                t.transform_batch(values, pool=p)
+        got = t.transform_batch(fine, pool=pool)
+    assert got.tobytes() == CaffeTransform(spec, "train", seed=5).transform_batch(fine).tobytes()
+
+
+def test_held_batches_stay_intact_while_memory_is_reused(tmp_path, rng):
+    """Batch memory comes back for later batches only once a batch (and every view of it) is
+    gone: batches and views held across epochs keep their values."""
+    from gluon_caffe.data.transforms import _POOL
+    imgs = [rng.integers(0, 256, (3, 170, 170), dtype=np.uint8) for _ in range(40)]
+    write_lmdb(imgs, range(40), str(tmp_path / "db"), encoded="png")
+    spec = "crop_size: 160 mirror: true mean_value: 100"   # 4.9 MB batches: NDArrays over them
+    ds = CaffeLMDBDataset(str(tmp_path / "db"))
+    want = per_sample(ds, CaffeTransform(spec, "train", seed=1), 16)
+    t = CaffeTransform(spec, "train", seed=1)
+    held = list(ds.batches(16, t, num_workers=2))              # NDArrays over pooled memory
+    views = [x[1:] for x, _ in ds.batches(16, t, as_numpy=True)]   # views only: their batches gone
+    more = as_numpy(ds.batches(16, t, num_workers=2))        # memory reused meanwhile
+    assert_same(as_numpy(held), want)
+    t2 = CaffeTransform(spec, "train", seed=1)
+    for _ in ds.batches(16, t2):
+        pass
+    second = as_numpy(ds.batches(16, t2))
+    for v, (x, _) in zip(views, second):
+        np.testing.assert_array_equal(v, x[1:])
+    assert len(more) == 3
+    # a freed block is handed out again; a block with a view alive is not
+    a = _POOL.empty((128, 1024), np.float32)
+    view, addr = a[3:], a.ctypes.data
+    del a
+    b = _POOL.empty((128, 1024), np.float32)
+    assert b.ctypes.data != addr
+    del view
+    c = _POOL.empty((128, 1024), np.float32)
+    assert c.ctypes.data == addr

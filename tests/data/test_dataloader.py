@@ -142,3 +142,73 @@ def test_batchify_reuses_worker_segments_safely(tmp_path, rng):
     mx.nd.waitall()
     assert all(m[0] == 0 for m in _shm._MAPS.values())   # every segment is free for its worker again
     assert_same(as_numpy(loader), want)
+
+
+def test_worker_samples_are_laid_out_in_the_batch_segment(tmp_path, rng):
+    """In a worker process, once a batch has gone through batchify, the transform writes each
+    sample straight into the next slot of a shared segment and the batch goes without a copy:
+    equal to Gluon's default, intact while held, every segment free again once dropped."""
+    import gc as pygc
+    from gluon_caffe.data import _shm, write_lmdb
+    images = rng.integers(0, 256, (64, 3, 100, 100), dtype=np.uint8)
+    write_lmdb(images, np.arange(64) % 5, str(tmp_path / "db"), encoded="png")
+    spec = "crop_size: 96 mirror: true mean_value: 110"
+    ds = CaffeLMDBDataset(str(tmp_path / "db")).transform_first(CaffeTransform(spec, "test", seed=1))
+    assert 3 * 96 * 96 * 4 >= _shm.MIN_SAMPLE_BYTES and 10 * 3 * 96 * 96 * 4 >= _shm.MIN_BYTES
+    first = gluon(ds, 10, num_workers=1)
+    loader = mx.gluon.data.DataLoader(ds, batch_size=10, num_workers=1, batchify_fn=batchify)
+    held = [list(loader) for _ in range(3)]   # the last batch (4 samples) is smaller than the arena
+    for epoch in held:
+        got = as_numpy(epoch)
+        assert [x.shape[0] for x, _ in got] == [10] * 6 + [4]
+        for (x, y), (wx, wy) in zip(got, first):   # mirrors are random: compare what is fixed
+            np.testing.assert_array_equal(y, wy)
+            same = (x == wx).reshape(len(x), -1).all(axis=1) | \
+                (x == wx[..., ::-1]).reshape(len(x), -1).all(axis=1)
+            assert same.all()
+    kept = [as_numpy(epoch) for epoch in held]
+    for epoch, before in zip(held, kept):   # still what they were after later batches were written
+        assert_same(as_numpy(epoch), before)
+    del held, epoch
+    pygc.collect()
+    mx.nd.waitall()
+    assert all(m[0] == 0 for m in _shm._MAPS.values())
+
+
+def test_sample_arena_in_one_process(rng):
+    """The arena as a worker sees it: the second batch of samples is sent as it lies (no copy),
+    its samples become read-only, and a slot is not written again while a sample over it lives."""
+    import gc as pygc
+    from mxnet.gluon.data import dataloader
+    from gluon_caffe.data import _shm
+    t = CaffeTransform("crop_size: 100 mirror: true", "train", seed=1)
+    imgs = [rng.integers(0, 256, (3, 110, 110), dtype=np.uint8) for _ in range(16)]
+    saved = dataloader._worker_dataset
+    dataloader._worker_dataset = object()   # as in a worker process
+    try:
+        first = batchify([t(x) for x in imgs])
+        assert isinstance(first, _shm.RingBatch) and _shm._ring().capacity == 16
+        samples = [t(x) for x in imgs]
+        want = np.stack(samples)
+        second = batchify(samples)
+        assert isinstance(second, _shm.RingBatch) and second.segment is not first.segment
+        assert second.view().tobytes() == want.tobytes()
+        assert not samples[0].flags.writeable
+        keep = samples[3][1:]                 # a view of one sample outlives the batch
+        first.segment.map[0] = second.segment.map[0] = 0   # as when the parent drops both
+        del samples
+        pygc.collect()
+        third = batchify([t(x) for x in imgs])
+        assert third.segment is not second.segment   # still held by `keep` in this process
+        assert keep.tobytes() == want[3][1:].tobytes()
+        third.segment.map[0] = 0
+        del keep
+        pygc.collect()
+        assert second.segment.live == 0
+    finally:
+        dataloader._worker_dataset = saved
+        ring = _shm._ring()
+        ring.detach_arena()
+        ring.capacity = 0
+        for seg in ring.segments:
+            seg.map[0] = 0
