@@ -1,6 +1,7 @@
 """CaffeBatchLoader: whole batches from a CaffeLMDBDataset (one read per batch, vectorised parse and transform, decoding threads); DataLoader and batchify for Gluon."""
 
 import ctypes
+import math
 import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -63,11 +64,19 @@ def _new_cpu_ndarray(shape, dtype, shared=False):
     return out, ptr.value
 
 
+_CHAR_ARRAYS = {}   # nbytes -> ctypes.c_char * nbytes (making the type costs more than the view)
+
+
 def _ndarray_view(address, shape, dtype):
     """A numpy array over `address` (memory the caller keeps alive)."""
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    return np.frombuffer((ctypes.c_char * nbytes).from_address(address), dtype).reshape(shape)
+    nbytes = math.prod(shape) * dtype.itemsize
+    kind = _CHAR_ARRAYS.get(nbytes)
+    if kind is None:
+        if len(_CHAR_ARRAYS) > 256:
+            _CHAR_ARRAYS.clear()
+        kind = _CHAR_ARRAYS[nbytes] = ctypes.c_char * nbytes
+    return np.frombuffer(kind.from_address(address), dtype).reshape(shape)
 
 
 def _to_ndarray(array, ctx):
@@ -186,7 +195,7 @@ class CaffeBatchLoader:
         self._carry = order[full:] if self.last_batch == "rollover" else self._carry
         return batches
 
-    def build(self, indices, pool=None):
+    def build(self, indices, pool=None, into_ndarray=False):
         """One batch as numpy arrays: ``(data, label)`` for the records at `indices`.
 
         Parameters
@@ -195,10 +204,12 @@ class CaffeBatchLoader:
             Dataset indices.
         pool : concurrent.futures.Executor, optional
             Threads for decoding and transforming.
+        into_ndarray : bool
+            Raw records with a transform may come back as a CPU NDArray, written in place.
 
         Returns
         -------
-        data : numpy.ndarray
+        data : numpy.ndarray or mxnet.nd.NDArray
             ``(N, C, H, W)``: float32 after a transform, else as the records hold them.
         label : numpy.ndarray
             int32 ``(N,)``.
@@ -222,6 +233,16 @@ class CaffeBatchLoader:
                 images[i] = img
             encoded = None
         if self.transform is not None:
+            out = None
+            if into_ndarray and isinstance(images, np.ndarray) and images.ndim == 4:
+                # Raw records: transform straight into the batch's NDArray (no copy after).
+                shape = (len(images),) + self.transform._out_shape(images.shape[1:])
+                made = _new_cpu_ndarray(shape, np.float32)
+                if made is not None:
+                    out = made[0]
+                    self.transform.transform_batch(images, encoded, out=_ndarray_view(made[1], shape, np.float32),
+                                                   pool=pool)
+                    return out, labels
             return self.transform.transform_batch(images, encoded, pool=pool), labels
         if isinstance(images, np.ndarray):
             return images, labels
@@ -235,13 +256,22 @@ class CaffeBatchLoader:
     def _output(self, batch):
         if self.as_numpy:
             return batch
-        return _to_ndarray(batch[0], self.ctx), _to_ndarray(batch[1], self.ctx)
+        data = batch[0]
+        if isinstance(data, np.ndarray):
+            data = _to_ndarray(data, self.ctx)
+        return data, _to_ndarray(batch[1], self.ctx)
+
+    def _direct(self):
+        """Whether batches may be built straight into CPU NDArrays."""
+        import mxnet as mx
+        return not self.as_numpy and (self.ctx is None or self.ctx == mx.cpu())
 
     def __iter__(self):
         batches = self._epoch()
         if self.num_workers == 0:
+            direct = self._direct()
             for indices in batches:
-                yield self._output(self.build(indices))
+                yield self._output(self.build(indices, into_ndarray=direct))
             return
         yield from self._threaded(batches)
 
@@ -249,11 +279,12 @@ class CaffeBatchLoader:
         results = queue.Queue(self.prefetch)
         stop = threading.Event()
         pool = ThreadPoolExecutor(self.num_workers, thread_name_prefix="gluon_caffe_decode")
+        direct = self._direct()
 
         def produce():
             try:
                 for indices in batches:
-                    item = self.build(indices, pool)
+                    item = self.build(indices, pool, into_ndarray=direct)
                     while not stop.is_set():
                         try:
                             results.put(item, timeout=0.1)

@@ -89,7 +89,8 @@ def test_raw_batches_equal_per_sample(fashion_lmdb, transform):
     ds = CaffeLMDBDataset(fashion_lmdb[0])
     t = CaffeTransform(transform, "test") if transform else None
     want = per_sample(ds, t, 64)
-    assert_same(as_numpy(ds.batches(64, t)), want)
+    assert_same(as_numpy(ds.batches(64, t)), want)   # transformed straight into the NDArrays
+    assert_same(as_numpy(ds.batches(64, t, num_workers=2)), want)
     assert_same(list(ds.batches(64, t, as_numpy=True, num_workers=2)), want)
 
 
