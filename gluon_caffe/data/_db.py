@@ -143,18 +143,19 @@ class _ReadTxn:
     """A read transaction on this process's environment that counts the bytes read, and closes
     the environment after it when :data:`REMAP_BYTES` have been read and no other is open."""
 
-    __slots__ = ("path", "key", "entry", "txn", "nbytes")
+    __slots__ = ("path", "key", "entry", "txn", "nbytes", "buffers")
 
-    def __init__(self, path, key):
+    def __init__(self, path, key, buffers=False):
         self.path, self.key = path, key
         self.nbytes = 0
+        self.buffers = buffers   # values as views of the map, valid only inside the transaction
 
     def __enter__(self):
         with _ENV_LOCK:
             self.entry = _process_entry(self.path, key=self.key)
             self.entry.active += 1
         try:
-            self.txn = self.entry.env.begin()
+            self.txn = self.entry.env.begin(buffers=self.buffers)
         except BaseException:
             self._release()
             raise
@@ -266,6 +267,24 @@ class LMDBReader:
                                    "changed?)" % (self.path, len(values), first_key, count))
             r.nbytes = sum(map(len, values))
         return values
+
+    def get_run_joined(self, first_key, count):
+        """:meth:`get_run` as one ``bytes`` (the values one after the other) and their lengths:
+        the values are read as views of the map and copied once, straight into the result."""
+        with _ReadTxn(self.path, self._key, buffers=True) as r:
+            cursor = r.txn.cursor()
+            if not cursor.set_key(first_key):
+                raise CaffeIOError("LMDB %r has no record %r (was the database changed?)"
+                                   % (self.path, first_key))
+            views = list(itertools.islice(cursor.iternext(keys=False, values=True), count))
+            if len(views) != count:
+                raise CaffeIOError("LMDB %r ends %d records after %r, expected %d (was the database "
+                                   "changed?)" % (self.path, len(views), first_key, count))
+            lengths = list(map(len, views))
+            blob = b"".join(views)
+            del views   # no view may outlive the transaction
+            r.nbytes = len(blob)
+        return blob, lengths
 
     def items(self):
         """Iterate ``(key, value)`` in order (one read transaction)."""
@@ -410,6 +429,11 @@ class LevelDBReader:
             raise CaffeIOError("LevelDB %r ends %d records after %r, expected %d (was the database "
                                "changed?)" % (self.path, len(values), first_key, count))
         return values
+
+    def get_run_joined(self, first_key, count):
+        """:meth:`get_run` as one ``bytes`` and the values' lengths."""
+        values = self.get_run(first_key, count)
+        return b"".join(values), list(map(len, values))
 
     def items(self):
         db, snapshot = self._open_db()

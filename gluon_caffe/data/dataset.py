@@ -9,7 +9,7 @@ from ..errors import CaffeError, CaffeIOError, CaffeProtoError, UnsupportedLayer
 from ..proto import caffe_pb2
 from .._text import read_prototxt
 from ._db import LevelDBSnapshot, check_backend, open_reader
-from .datum import datum_to_array, parse_datum, parse_datum_batch
+from .datum import JoinedValues, datum_to_array, parse_datum, parse_datum_batch
 from .writer import read_list_file
 
 __all__ = ["CaffeLMDBDataset", "CaffeDataset"]
@@ -140,7 +140,7 @@ class CaffeLMDBDataset(_GluonDataset):
         if isinstance(indices, range) and indices.step == 1 and 0 <= indices.start < indices.stop <= n \
                 and self.num_parts == 1:   # the loader's sequential batches: one cursor, no numpy
             first = indices.start
-            values = self._reader.get_run(self._keys[first], len(indices))
+            values = JoinedValues(*self._reader.get_run_joined(self._keys[first], len(indices)))
             return parse_datum_batch(values, lambda i: self._what(self._keys[first + i]))
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if len(idx) and (idx.min() < -n or idx.max() >= n):

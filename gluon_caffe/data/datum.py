@@ -1,5 +1,7 @@
 """Caffe's Datum record: numpy arrays to and from Datum, and decoding encoded images as Caffe does."""
 
+import itertools
+
 import numpy as np
 from google.protobuf.message import DecodeError
 
@@ -255,6 +257,40 @@ def _varint_column(rows, start, end):
     return value.astype(np.uint32).view(np.int32), ok
 
 
+class JoinedValues:
+    """Serialized records stored one after the other in one ``bytes``: a sequence of the records
+    (each item a copy) that :func:`parse_datum_batch` reads without joining them again.
+
+    Parameters
+    ----------
+    blob : bytes
+        The records, concatenated.
+    lengths : sequence of int
+        Each record's length, in order.
+    """
+
+    __slots__ = ("blob", "lengths", "_starts")
+
+    def __init__(self, blob, lengths):
+        self.blob, self.lengths = blob, list(lengths)
+        if sum(self.lengths) != len(blob):
+            raise ValueError("JoinedValues: lengths add up to %d, the blob has %d bytes"
+                             % (sum(self.lengths), len(blob)))
+        self._starts = None
+
+    def __len__(self):
+        return len(self.lengths)
+
+    def __getitem__(self, i):
+        if self._starts is None:
+            self._starts = [0] + list(itertools.accumulate(self.lengths))
+        i = range(len(self.lengths))[i]
+        return self.blob[self._starts[i]:self._starts[i + 1]]
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self.lengths)))
+
+
 # serialized length -> (datum_layout, the columns outside pixels and label, their bytes): what
 # the first record of that length looked like, so that later batches skip the scan.
 _LAYOUTS = {}
@@ -272,8 +308,8 @@ def parse_datum_batch(values, what=None):
 
     Parameters
     ----------
-    values : sequence of bytes
-        Serialized Datums.
+    values : sequence of bytes or JoinedValues
+        Serialized Datums (:class:`JoinedValues` when they were read into one ``bytes``).
     what : callable, optional
         ``what(i)`` names record `i` in error messages (e.g. by its key).
 
@@ -299,17 +335,20 @@ def parse_datum_batch(values, what=None):
     encoded = np.zeros(n, bool)
     if n == 0:
         return np.zeros((0, 0, 0, 0), np.uint8), labels, encoded
-    blob = np.frombuffer(b"".join(values), np.uint8)
-    uniform = len(set(map(len, values))) == 1
+    if isinstance(values, JoinedValues):
+        blob, lengths = np.frombuffer(values.blob, np.uint8), values.lengths
+    else:
+        blob, lengths = np.frombuffer(b"".join(values), np.uint8), list(map(len, values))
+    uniform = len(set(lengths)) == 1
     slow = []
-    if uniform and len(values[0]) in _LAYOUTS:
+    if uniform and lengths[0] in _LAYOUTS:
         # The common case, all in numpy: one layout, seen before, every record matching it.
-        (shape, d0, l0, l1), fixed, head = _LAYOUTS[len(values[0])]
+        (shape, d0, l0, l1), fixed, head = _LAYOUTS[lengths[0]]
         rows = blob.reshape(n, -1)
         label, ok = _varint_column(rows, l0, l1)
         if ok.all() and (rows[:, fixed] == head).all():
             return rows[:, d0:d0 + shape[0] * shape[1] * shape[2]].reshape((n,) + shape), label, encoded
-    lens = np.fromiter(map(len, values), np.int64, n)
+    lens = np.asarray(lengths, np.int64)
     if uniform:
         groups = [(np.arange(n), int(lens[0]))]
     else:

@@ -60,6 +60,29 @@ def test_parse_datum_batch_equals_protobuf(rng):
         assert y[i] == parse_datum(v).label
 
 
+def test_joined_values_parse_like_the_list(rng):
+    """Records read into one bytes (JoinedValues: the LMDB fast path) parse exactly as the list."""
+    from gluon_caffe.data.datum import JoinedValues
+    imgs = rng.integers(0, 256, (6, 1, 4, 5), dtype=np.uint8)
+    uniform = serialized(array_to_datum(img, i * 50) for i, img in enumerate(imgs))
+    mixed = uniform[:2] + serialized([array_to_datum(imgs[2][:, :3], 1),
+                                      array_to_datum(imgs[3], 2, encoded="png")])
+    for values in (uniform, mixed):
+        joined = JoinedValues(b"".join(values), [len(v) for v in values])
+        assert len(joined) == len(values) and list(joined) == values and joined[-1] == values[-1]
+        for _ in range(2):
+            got, want = parse_datum_batch(joined), parse_datum_batch(values)
+            for g, w in zip(got, want):
+                if isinstance(w, list):
+                    assert all(np.array_equal(a, b) for a, b in zip(g, w))
+                else:
+                    np.testing.assert_array_equal(g, w)
+    with pytest.raises(gc.CaffeIOError, match="record 1.*(truncated|corrupt)"):
+        parse_datum_batch(JoinedValues(uniform[0] + uniform[1][:-9], [len(uniform[0]), len(uniform[1]) - 9]))
+    with pytest.raises(ValueError, match="lengths add up to 3"):
+        JoinedValues(b"abcd", [1, 2])
+
+
 def test_parse_datum_batch_same_length_other_layout(rng):
     """Records as long as the cached layout's but laid out differently take the safe path."""
     a = array_to_datum(rng.integers(0, 256, (1, 4, 6), dtype=np.uint8), 3)
