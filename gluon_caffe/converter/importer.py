@@ -287,9 +287,9 @@ def convert_net(net, weights=None, mean=None, rgb=False, fuse=False, fallback=Tr
     arguments = set(symbol.list_arguments())
     used_inputs = [n for n in input_names if n in arguments]
     def to_ndarray(value):
-        value = np.ascontiguousarray(value, dtype=np.float32)
-        out = mx.nd.empty(value.shape, dtype=np.float32)
-        out._sync_copyfrom(value)  # what mx.nd.array does, without its indexing machinery (~3x faster)
+        array = np.ascontiguousarray(value, dtype=np.float32)
+        out = mx.nd.empty(array.shape, dtype=np.float32)
+        out._sync_copyfrom(array)  # what mx.nd.array does, without its indexing machinery (~3x faster)
         if release is not None:
             release(value)  # the file's pages under it are no longer needed in memory
         return out

@@ -257,29 +257,26 @@ class LMDBReader:
     def get_run(self, first_key, count):
         """`count` consecutive values from `first_key` on, with one cursor in one transaction."""
         with _ReadTxn(self.path, self._key) as r:
-            cursor = r.txn.cursor()
-            if not cursor.set_key(first_key):
-                raise CaffeIOError("LMDB %r has no record %r (was the database changed?)"
-                                   % (self.path, first_key))
-            values = list(itertools.islice(cursor.iternext(keys=False, values=True), count))
-            if len(values) != count:
-                raise CaffeIOError("LMDB %r ends %d records after %r, expected %d (was the database "
-                                   "changed?)" % (self.path, len(values), first_key, count))
+            values = self._run(r, first_key, count)
             r.nbytes = sum(map(len, values))
+        return values
+
+    def _run(self, r, first_key, count):
+        """`count` values from `first_key` on in the open transaction `r` (views if it has buffers)."""
+        cursor = r.txn.cursor()
+        if not cursor.set_key(first_key):
+            raise CaffeIOError("LMDB %r has no record %r (was the database changed?)" % (self.path, first_key))
+        values = list(itertools.islice(cursor.iternext(keys=False, values=True), count))
+        if len(values) != count:
+            raise CaffeIOError("LMDB %r ends %d records after %r, expected %d (was the database "
+                               "changed?)" % (self.path, len(values), first_key, count))
         return values
 
     def get_run_joined(self, first_key, count):
         """:meth:`get_run` as one ``bytes`` (the values one after the other) and their lengths:
         the values are read as views of the map and copied once, straight into the result."""
         with _ReadTxn(self.path, self._key, buffers=True) as r:
-            cursor = r.txn.cursor()
-            if not cursor.set_key(first_key):
-                raise CaffeIOError("LMDB %r has no record %r (was the database changed?)"
-                                   % (self.path, first_key))
-            views = list(itertools.islice(cursor.iternext(keys=False, values=True), count))
-            if len(views) != count:
-                raise CaffeIOError("LMDB %r ends %d records after %r, expected %d (was the database "
-                                   "changed?)" % (self.path, len(views), first_key, count))
+            views = self._run(r, first_key, count)
             lengths = list(map(len, views))
             blob = b"".join(views)
             del views   # no view may outlive the transaction
