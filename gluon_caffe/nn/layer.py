@@ -76,12 +76,9 @@ class _CaffeBlock(mx.gluon.HybridBlock):
         # checks rerun only when what they looked at changes (shapes, dtypes, contexts, parameters).
         if isinstance(x, mx.nd.NDArray):
             inputs = self._prepare([x] + list(args))
-            key = (tuple((a.shape, a.dtype, a.context, type(a)) for a in inputs),
-                   tuple((id(p._data), id(p._deferred_init), p._shape) for p in self._blob_params()))
-            if key != self._checked:
+            if self._check_key(inputs) != self._checked:
                 self._check(inputs)
-                self._checked = (tuple((a.shape, a.dtype, a.context, type(a)) for a in inputs),
-                                 tuple((id(p._data), id(p._deferred_init), p._shape) for p in self._blob_params()))
+                self._checked = self._check_key(inputs)
             x, args = inputs[0], inputs[1:]
             if _lib.available():
                 self._input_grads = tuple(_has_grad(a) for a in inputs)
@@ -95,8 +92,12 @@ class _CaffeBlock(mx.gluon.HybridBlock):
             self._input_grads = None
         return super().forward(x, *args)
 
-    def _blob_params(self):
-        return [getattr(self, b.role) for b in self._spec.blobs]
+    def _check_key(self, inputs):
+        """What the checks depend on: the inputs' shapes, dtypes, contexts and kinds, and each
+        parameter's state (data, deferred initialization, shape, contexts)."""
+        return (tuple((a.shape, a.dtype, a.context, type(a)) for a in inputs),
+                tuple((id(p._data), id(p._deferred_init), p._shape, tuple(p._ctx_list or ()))
+                      for p in (getattr(self, b.role) for b in self._spec.blobs)))
 
     def _check(self, inputs):
         """Contexts, dtypes and shapes of ``inputs`` and the parameters, as Caffe will see them."""

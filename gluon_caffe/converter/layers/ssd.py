@@ -116,7 +116,9 @@ def translate_prior_box(layer, inputs, ctx):
 
     Built from the feature map's and the image's shapes at run time (not baked in
     as a constant), so the converted net follows the input size as Caffe and
-    OpenCV do. Centres are ``(w + offset) * step`` with ``step`` from the
+    OpenCV do; an inference-only graph (``import_model(inference=True)``) takes
+    them as a constant computed once, by the same operators, for the
+    convert-time shapes (and its block refuses other sizes). Centres are ``(w + offset) * step`` with ``step`` from the
     prototxt or ``image size / feature size``; corners are divided by the image
     size (``img_size``/``img_h``/``img_w`` or bottom 1's shape) and clipped to
     [0, 1] with ``clip: true``. Defaults are caffe.proto's (``clip: false``,
