@@ -5,7 +5,10 @@ import numpy as np
 
 from ..errors import ConversionError, layer_context
 
-__all__ = ["ConvertContext"]
+__all__ = ["ConvertContext", "PLACEHOLDER"]
+
+#: Name prefix of the variables a layer is translated on (its bottoms, spliced in afterwards).
+PLACEHOLDER = "__gc_bottom"
 
 
 class ConvertContext(object):
@@ -135,11 +138,11 @@ class ConvertContext(object):
 
         With ``layer`` given, an unknown shape raises a ConversionError instead.
         """
-        args = set(sym.list_arguments()) | set(sym.list_auxiliary_states())
-        known = {k: v for k, v in self.input_shapes.items() if k in args}
-        known.update({k: v for k, v in self.param_shapes.items() if k in args})
+        known = self.input_shapes.get(sym.name)
+        if known is not None and sym.name.startswith(PLACEHOLDER) and all(d > 0 for d in known):
+            return tuple(known)  # a layer's bottom, translated on a placeholder of known shape
         try:
-            _, out, _ = sym.infer_shape_partial(**known)
+            _, out, _ = sym.infer_shape_partial(**self._known_shapes(sym))
         except mx.base.MXNetError as exc:
             if layer is not None:
                 raise self.error(layer, "shape inference failed on its input: %s",
@@ -153,13 +156,25 @@ class ConvertContext(object):
             return None
         return shape
 
+    def _known_shapes(self, sym):
+        """The input and parameter shapes known for ``sym``'s arguments and auxiliary states.
+
+        Looked up by ``sym``'s own names: a conversion holds hundreds of parameter shapes and a
+        layer's graph a handful of arguments."""
+        known = {}
+        for names in (sym.list_arguments(), sym.list_auxiliary_states()):
+            for k in names:
+                v = self.param_shapes.get(k)
+                if v is None:
+                    v = self.input_shapes.get(k)
+                if v is not None:
+                    known[k] = v
+        return known
+
     def shapes(self, group):
         """Inferred shape of each of ``group``'s outputs (None where unknown), never raising."""
-        args = set(group.list_arguments()) | set(group.list_auxiliary_states())
-        known = {k: v for k, v in self.input_shapes.items() if k in args}
-        known.update({k: v for k, v in self.param_shapes.items() if k in args})
         try:
-            _, out, _ = group.infer_shape_partial(**known)
+            _, out, _ = group.infer_shape_partial(**self._known_shapes(group))
         except mx.base.MXNetError:
             return [None] * len(group.list_outputs())
         return [tuple(o) if o and all(d > 0 for d in o) else None for o in (out or [])]
