@@ -339,7 +339,7 @@ def parse_datum_batch(values, what=None):
         blob, lengths = np.frombuffer(values.blob, np.uint8), values.lengths
     else:
         blob, lengths = np.frombuffer(b"".join(values), np.uint8), list(map(len, values))
-    uniform = len(set(lengths)) == 1
+    uniform = lengths.count(lengths[0]) == n
     slow = []
     if uniform and lengths[0] in _LAYOUTS:
         # The common case, all in numpy: one layout, seen before, every record matching it.
