@@ -142,13 +142,15 @@ class _CaffeBlock(mx.gluon.HybridBlock):
         blobs = [params[b.role] for b in self._spec.args] + [params[b.role] for b in self._spec.auxs]
         if not _lib.available() or any(getattr(self, b.role).shape is None for b in self._spec.blobs):
             return F.Custom(*(inputs + blobs), **self._op_kwargs)
-        # An input whose gradient buffer may ask for "add" goes through identity, whose backward
-        # honours req; the C++ operator itself can only write. Arrays say whether they carry a
-        # gradient; inside a parent's graph, only the graph's own inputs can.
+        # An input whose gradient buffer may ask for "add" goes through a same-shape reshape, whose
+        # backward honours req; the C++ operator itself can only write. (identity would do too, but
+        # copies the input forward and its gradient backward: ip1 0.09 ms of 1.1; reshape's forward
+        # is a view and its backward is folded into the gradient's req.) Arrays say whether they
+        # carry a gradient; inside a parent's graph, only the graph's own inputs can.
         grads = self._input_grads
         if grads is None or len(grads) != len(inputs):
             grads = [isinstance(a, mx.sym.Symbol) and a.get_children() is None for a in inputs]
-        inputs = [F.identity(a) if g else a for a, g in zip(inputs, grads)]
+        inputs = [F.reshape(a, shape=(-2,)) if g else a for a, g in zip(inputs, grads)]
         phase, flag = self._phase, []
         if phase is None and self._spec.type in _lib.PHASE_TYPES:
             if F is mx.nd:
