@@ -17,7 +17,11 @@ Cases (reference first; every repetition times the reference, then ours, alterna
   a warm-up (10,000 in full mode). Target < 20 MB.
 
 Lines read ``case: caffe_net X ms | gluon_caffe Y ms | ratio Y/X`` (median per call over the
-repetitions, min-max in brackets). Results go to ``benchmarks/out/bench_caffe_layer.json``. The exit
+repetitions, min-max in brackets); each case's ``paired`` line gives the median of the per-round
+ratios instead (a round: ``--iters`` calls of ours right after as many of the reference). This VM
+switches between speeds for seconds at a time (conv2's reference took 10 ms per call in some
+stretches and 25 ms in others of the same run), which moves a ratio of medians by 10-30%; rounds
+run back to back share the speed, so the paired ratio is the steadier one. Results go to ``benchmarks/out/bench_caffe_layer.json``. The exit
 status is non-zero only on an error, never because a result is slow. On a shared machine the
 numbers are noisy: compare ratios from one run, not times across runs.
 
@@ -98,7 +102,11 @@ class _Identity(mx.gluon.HybridBlock):
         return F.identity(x)
 
 
-def summary(name, ref, ours, target=None):
+def summary(name, ref, ours, target=None, paired=True):
+    """Print and return medians and their ratio; with `paired`, also the median of the per-round
+    ratios (each round's ours over the reference's round just before it). This machine switches
+    between speeds for seconds at a time (conv2's reference: 10 or 25 ms per call, both modes in
+    one run), which moves a ratio of medians; rounds run back to back share the mode."""
     r, o = statistics.median(ref), statistics.median(ours)
     result = {"case": name, "caffe_net_ms": r * 1e3, "gluon_caffe_ms": o * 1e3, "ratio": o / r,
               "caffe_net_min_max_ms": [min(ref) * 1e3, max(ref) * 1e3],
@@ -106,6 +114,14 @@ def summary(name, ref, ours, target=None):
     print("%-10s caffe_net %.2f ms [%.2f-%.2f] | gluon_caffe %.2f ms [%.2f-%.2f] | ratio %.2f%s"
           % (name + ":", r * 1e3, min(ref) * 1e3, max(ref) * 1e3, o * 1e3, min(ours) * 1e3,
              max(ours) * 1e3, o / r, "  (target <= %.2f)" % target if target else ""), flush=True)
+    if paired:
+        rounds = [b / a for a, b in zip(ref, ours)]
+        pr = statistics.median(rounds)
+        result["paired_ratio"] = pr
+        result["paired_min_max"] = [min(rounds), max(rounds)]
+        print("%s paired: caffe_net %d rounds | gluon_caffe per-round ratios [%.2f-%.2f] | ratio %.2f%s"
+              % (name, len(rounds), min(rounds), max(rounds), pr,
+                 "  (target <= %.2f)" % target if target else ""), flush=True)
     return result
 
 
@@ -167,7 +183,7 @@ def layer_case(name, body, shape, reps, iters):
     fl = statistics.median(floor_t)
     op = [o - fl for o in ours_t]
     result["mxnet_floor_ms"] = fl * 1e3
-    result["op_only"] = summary(name + " minus mxnet floor %.2f ms" % (fl * 1e3), ref_t, op)
+    result["op_only"] = summary(name + " minus mxnet floor %.2f ms" % (fl * 1e3), ref_t, op, paired=False)
     return result
 
 
@@ -269,8 +285,8 @@ def main(argv=None):
     parser.add_argument("--mem-iters", type=int, default=None, help="steps for the memory case")
     parser.add_argument("--out", default=os.path.join(HERE, "out", "bench_caffe_layer.json"))
     args = parser.parse_args(argv)
-    reps = args.reps or (3 if args.quick else 15)
-    iters = args.iters or (5 if args.quick else 20)
+    reps = args.reps or (3 if args.quick else 25)
+    iters = args.iters or (5 if args.quick else 12)
     mem_iters = args.mem_iters if args.mem_iters is not None else (100 if args.quick else 10000)
     print("bench_caffe_layer: %s, %d CPUs, OMP_NUM_THREADS=%s, %d reps x %d calls%s"
           % (platform.node(), os.cpu_count(), os.environ.get("OMP_NUM_THREADS"), reps, iters,
