@@ -24,6 +24,15 @@ def fashion_mnist(n, split="t10k"):
     return images, labels
 
 
+def assert_same(got, want):
+    """Two lists of (data, label) numpy batches are equal: dtypes, shapes and every value."""
+    assert len(got) == len(want)
+    for (x, y), (wx, wy) in zip(got, want):
+        assert x.dtype == wx.dtype and x.shape == wx.shape and y.dtype == wy.dtype
+        np.testing.assert_array_equal(x, wx)
+        np.testing.assert_array_equal(y, wy)
+
+
 def caffe_tool(name):
     """Path of a tool built with libcaffe (convert_imageset, compute_image_mean...)."""
     path = os.path.join(gc.caffe_info()["prefix"], "bin", name)

@@ -7,7 +7,7 @@ import pytest
 import gluon_caffe as gc
 from gluon_caffe.data import CaffeLMDBDataset, CaffeTransform, batchify
 
-from .conftest import caffe_records
+from .conftest import assert_same, caffe_records
 
 ENC = "crop_size: 20 mean_value: 104 mean_value: 117 mean_value: 123 force_color: true"
 
@@ -19,14 +19,6 @@ def as_numpy(batches):
 def gluon(ds, batch_size, **kw):
     """The plain Gluon path with its default batchify, as numpy."""
     return as_numpy(mx.gluon.data.DataLoader(ds, batch_size=batch_size, **kw))
-
-
-def assert_same(got, want):
-    assert len(got) == len(want)
-    for (x, y), (wx, wy) in zip(got, want):
-        assert x.dtype == wx.dtype and x.shape == wx.shape and y.dtype == wy.dtype
-        np.testing.assert_array_equal(x, wx)
-        np.testing.assert_array_equal(y, wy)
 
 
 def test_transform_first_samples_are_gluons(fashion_lmdb):

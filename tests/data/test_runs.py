@@ -10,6 +10,8 @@ import pytest
 import gluon_caffe as gc
 from gluon_caffe.data import CaffeLMDBDataset, CaffeTransform, _db, array_to_datum, loader, write_lmdb
 
+from .conftest import assert_same
+
 
 def one_by_one(ld, epochs=1):
     """What the loader yields, built batch by batch with :meth:`CaffeBatchLoader.build` (as numpy)."""
@@ -24,14 +26,6 @@ def one_by_one(ld, epochs=1):
 def as_numpy(batches):
     return [(x.asnumpy() if hasattr(x, "asnumpy") else x, y.asnumpy() if hasattr(y, "asnumpy") else y)
             for x, y in batches]
-
-
-def assert_same(got, want):
-    assert len(got) == len(want)
-    for (x, y), (wx, wy) in zip(got, want):
-        assert x.dtype == wx.dtype and x.shape == wx.shape and y.dtype == wy.dtype
-        np.testing.assert_array_equal(x, wx)
-        np.testing.assert_array_equal(y, wy)
 
 
 @pytest.fixture(scope="module")
