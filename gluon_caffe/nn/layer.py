@@ -144,9 +144,9 @@ class _CaffeBlock(mx.gluon.HybridBlock):
             return F.Custom(*(inputs + blobs), **self._op_kwargs)
         # An input whose gradient buffer may ask for "add" goes through a same-shape reshape, whose
         # backward honours req; the C++ operator itself can only write. (identity would do too, but
-        # copies the input forward and its gradient backward: ip1 0.09 ms of 1.1; reshape's forward
-        # is a view and its backward is folded into the gradient's req.) Arrays say whether they
-        # carry a gradient; inside a parent's graph, only the graph's own inputs can.
+        # runs twice per step, forward and backward: MXNet's profiler shows one Reshape per ip1
+        # step, 0.045 ms, against two _copy of 0.043 ms each.) Arrays say whether they carry a
+        # gradient; inside a parent's graph, only the graph's own inputs can.
         grads = self._input_grads
         if grads is None or len(grads) != len(inputs):
             grads = [isinstance(a, mx.sym.Symbol) and a.get_children() is None for a in inputs]
