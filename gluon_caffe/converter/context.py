@@ -39,6 +39,8 @@ class ConvertContext(object):
         self.param_shapes = {}
         self.fixed_input_size = []
         self._used_names = set()
+        #: (symbol, shape) of the bottoms of the layer being translated on them directly
+        self.bottoms = ()
 
     # -- errors ---------------------------------------------------------------------------
     @staticmethod
@@ -138,6 +140,9 @@ class ConvertContext(object):
 
         With ``layer`` given, an unknown shape raises a ConversionError instead.
         """
+        for bottom, shape in self.bottoms:
+            if bottom is sym:
+                return tuple(shape)
         known = self.input_shapes.get(sym.name)
         if known is not None and sym.name.startswith(PLACEHOLDER) and all(d > 0 for d in known):
             return tuple(known)  # a layer's bottom, translated on a placeholder of known shape

@@ -69,11 +69,10 @@ class ConvertedNet(object):
         self.blobs = blobs
 
 
-def _splice(ctx, outputs, bottoms, shapes=None):
+def _splice(ctx, outputs, bottoms):
     """``outputs`` (built on placeholder bottoms) joined to the real ``bottoms`` {placeholder: symbol},
-    with their shapes (None where unknown), inferred unless ``shapes`` gives them."""
-    if shapes is None:
-        shapes = ctx.shapes(mx.sym.Group(outputs))
+    with their inferred shapes (None where unknown)."""
+    shapes = ctx.shapes(mx.sym.Group(outputs))
     joined = list(outputs)
     ops = []
     for i, out in enumerate(outputs):
@@ -150,7 +149,18 @@ def convert_net(net, weights=None, mean=None, rgb=False, fuse=False, fallback=Tr
     -------
     ConvertedNet
     """
-    release = getattr(weights, "release", None)  # a mapped caffemodel's (the passes copy the dict)
+    # A mapped caffemodel's (the passes below copy the dict into a plain one).
+    release = getattr(weights, "release", None)
+    take = getattr(weights, "take_ndarray", None)
+    try:
+        return _convert_net(net, weights, mean, rgb, fuse, fallback, input_shapes, inference,
+                            release, take)
+    finally:
+        if take is not None:
+            weights.drop_prefetched()
+
+
+def _convert_net(net, weights, mean, rgb, fuse, fallback, input_shapes, inference, release, take):
     if fuse:
         net, weights = fuse_batch_norm(net, weights)
     net, weights = merge_scale_into_batch_norm(net, weights)
@@ -229,9 +239,16 @@ def convert_net(net, weights=None, mean=None, rgb=False, fuse=False, fallback=Tr
         tr = None
         # With every bottom's shape known the layer is translated on placeholders and spliced in:
         # shape questions then cost a few nodes, not the whole net so far (quadratic in depth).
+        # A layer whose tops keep its bottoms' shape needs no shape question answered beyond its
+        # bottoms': it is translated on them directly, their shapes known by identity.
         bottom_shapes = [shapes.get(b) for b in layer.bottom]
         local = bool(in_syms) and all(bs is not None for bs in bottom_shapes)
-        if local:
+        direct = local and t in _SAME_SHAPE and all(bs == bottom_shapes[0] for bs in bottom_shapes)
+        if direct:
+            local = False
+            ctx.bottoms = list(zip(in_syms, bottom_shapes))
+            args_in = in_syms
+        elif local:
             holders = [PLACEHOLDER + str(i) for i in range(len(in_syms))]
             ctx.input_shapes.update(zip(holders, bottom_shapes))
             args_in = [mx.sym.var(h) for h in holders]
@@ -252,11 +269,10 @@ def convert_net(net, weights=None, mean=None, rgb=False, fuse=False, fallback=Tr
             if len(tr.outputs) != len(layer.top):
                 raise ConversionError("%s: translates to %d outputs but has %d tops"
                                       % (where, len(tr.outputs), len(layer.top)))
-            if local:
-                known = None
-                if t in _SAME_SHAPE and all(bs == bottom_shapes[0] for bs in bottom_shapes):
-                    known = [bottom_shapes[0]] * len(tr.outputs)
-                outputs, top_shapes = _splice(ctx, list(tr.outputs), dict(zip(holders, in_syms)), known)
+            if direct:
+                outputs, top_shapes = list(tr.outputs), [bottom_shapes[0]] * len(tr.outputs)
+            elif local:
+                outputs, top_shapes = _splice(ctx, list(tr.outputs), dict(zip(holders, in_syms)))
             else:
                 outputs, top_shapes = list(tr.outputs), [None] * len(tr.outputs)
         except CaffeError:
@@ -264,6 +280,7 @@ def convert_net(net, weights=None, mean=None, rgb=False, fuse=False, fallback=Tr
         except mx.base.MXNetError as exc:
             raise ConversionError("%s: %s" % (where, str(exc).strip().splitlines()[0])) from exc
         finally:
+            ctx.bottoms = ()
             if local:
                 for h in holders:
                     ctx.input_shapes.pop(h, None)
@@ -302,6 +319,9 @@ def convert_net(net, weights=None, mean=None, rgb=False, fuse=False, fallback=Tr
     used_inputs = [n for n in input_names if n in arguments]
 
     def to_ndarray(value):
+        out = take(value) if take is not None else None
+        if out is not None:
+            return out  # read from the file straight into its NDArray while translating
         out = _ndarray_copy(np.ascontiguousarray(value, dtype=np.float32))
         if release is not None:
             release(value)  # the file's pages under it are no longer needed in memory
@@ -337,6 +357,8 @@ def _load(prototxt, caffemodel, phase, progress=None):
     upgrade_net(net)
     filter_phase(net, phase)
     weights = read_weights(caffemodel, progress=progress) if caffemodel is not None else None
+    if weights is not None:
+        weights.prefetch_ndarrays()  # its blobs' NDArrays fill on a thread while the net translates
     if weights is None and any(len(l.blobs) for l in net.layer):
         # A binary NetParameter given as "prototxt" text is not possible, but a prototxt with
         # inline blobs is: use them.

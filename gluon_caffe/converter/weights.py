@@ -1,7 +1,11 @@
 """Caffemodel weights as numpy arrays without copying them: a walk over the protobuf wire format."""
 
+import ctypes
+import math
 import mmap
 import os
+import sys
+import threading
 
 import numpy as np
 
@@ -47,13 +51,25 @@ def _fields(buf, pos, end):
     nothing is copied; varints come back as their value.
     """
     while pos < end:
-        key, pos = _varint(buf, pos, end)
+        key = buf[pos]
+        if key < 0x80:  # one-byte keys and lengths are the rule: no call for them
+            pos += 1
+        else:
+            key, pos = _varint(buf, pos, end)
         num, wt = key >> 3, key & 7
         if wt == 0:
-            val, pos = _varint(buf, pos, end)
+            val = buf[pos] if pos < end else 0x80
+            if val < 0x80:
+                pos += 1
+            else:
+                val, pos = _varint(buf, pos, end)
             yield num, wt, val, pos
         elif wt == 2:
-            n, pos = _varint(buf, pos, end)
+            n = buf[pos] if pos < end else 0x80
+            if n < 0x80:
+                pos += 1
+            else:
+                n, pos = _varint(buf, pos, end)
             if pos + n > end:
                 raise _Truncated(pos)
             yield num, wt, pos, pos + n
@@ -113,9 +129,9 @@ def blob_to_array(blob):
         arr = np.zeros(0, np.float32)
     if shape is None:
         shape = arr.shape
-    if int(np.prod(shape, dtype=np.int64)) != arr.size:
+    if math.prod(shape) != arr.size:
         raise CaffeProtoError("BlobProto has %d values but its shape %s needs %d"
-                              % (arr.size, shape, int(np.prod(shape, dtype=np.int64))))
+                              % (arr.size, shape, math.prod(shape)))
     return arr.reshape(shape)
 
 
@@ -168,9 +184,9 @@ def _blob(buf, start, stop):
             arr = arr.astype(np.float32)
     if shape is None:
         shape = tuple(legacy) if legacy is not None else arr.shape
-    if int(np.prod(shape, dtype=np.int64)) != arr.size:
+    if math.prod(shape) != arr.size:
         raise CaffeProtoError("BlobProto has %d values but its shape %s needs %d"
-                              % (arr.size, shape, int(np.prod(shape, dtype=np.int64))))
+                              % (arr.size, shape, math.prod(shape)))
     return arr.reshape(shape)
 
 
@@ -197,6 +213,117 @@ class WeightFile(dict):
     path = None
     _map = None     # the mmap the views point into
     _base = 0       # its address
+    _stat = None    # (device, inode, size, mtime) of the file mapped
+    _fetched = None  # file offset -> (nbytes, NDArray) read ahead by prefetch_ndarrays
+    _reader = None   # the thread that made and filled them
+
+    def _offset(self, array):
+        """Byte offset of ``array``'s values in the mapped file, or None if it is not a view of it."""
+        if self._map is None or not isinstance(array, np.ndarray) or array.nbytes == 0:
+            return None
+        start = array.__array_interface__["data"][0] - self._base
+        if start < 0 or start + array.nbytes > len(self._map):
+            return None
+        return start
+
+    def prefetch_ndarrays(self, max_gap=1 << 20):
+        """Start reading every float32 blob into a fresh CPU NDArray of its own, on a thread.
+
+        The thread makes the NDArrays and reads the values from the file straight into their
+        memory with ``preadv`` (one system call for hundreds of blobs, without the GIL) while
+        the caller translates the net; :meth:`take_ndarray` hands them out. Should a read fail,
+        the values are copied from the mapping instead. Does nothing where this cannot be done
+        (a big-endian host, a file changed since it was mapped).
+        """
+        if self._map is None or self._reader is not None or sys.byteorder != "little":
+            return
+        wanted = []
+        for arrays in self.values():
+            for a in arrays:
+                off = self._offset(a)
+                if off is not None and a.dtype == np.float32 and a.ndim:
+                    wanted.append((off, a.nbytes, a.shape))  # fp16/fp64 blobs are copies already
+        if not wanted:
+            return
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != self._stat:
+            os.close(fd)
+            return
+        wanted.sort(key=lambda e: e[0])
+        self._fetched = {}
+        self._reader = threading.Thread(target=self._read, args=(fd, wanted, max_gap),
+                                        name="gluon_caffe-prefetch", daemon=True)
+        self._reader.start()
+
+    def _read(self, fd, wanted, max_gap):
+        """The prefetch thread: NDArrays for ``wanted`` (offset, nbytes, shape), then their values."""
+        from .._ndarray import new_cpu_ndarray
+        try:
+            made = {}
+            runs, bufs, start, pos = [], [], None, None
+            # Runs of blobs read by one preadv each: the bytes between blobs (headers, small
+            # fields) land in one scratch buffer, reused.
+            iov_max = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024, 1024)
+            scratch = memoryview(bytearray(max_gap))
+            for off, n, shape in wanted:
+                got = new_cpu_ndarray(shape, np.float32)
+                if got is None:
+                    return
+                made[off] = (n, got[0], got[1])
+                gap = None if pos is None else off - pos
+                if gap is None or gap > max_gap or len(bufs) + 2 > iov_max:
+                    if bufs:
+                        runs.append((start, bufs, pos - start))
+                    bufs, start = [], off
+                elif gap:
+                    bufs.append(scratch[:gap])
+                bufs.append((ctypes.c_char * n).from_address(got[1]))
+                pos = off + n
+            runs.append((start, bufs, pos - start))
+            try:
+                done = all(os.preadv(fd, b, s) == total for s, b, total in runs)
+            except OSError:
+                done = False
+            if not done:  # from the mapping then: the values are the views' values
+                for off, (n, _, addr) in made.items():
+                    ctypes.memmove(addr, self._base + off, n)
+            self._fetched = {off: (n, nd) for off, (n, nd, _) in made.items()}
+        finally:
+            os.close(fd)
+
+    def take_ndarray(self, array):
+        """The prefetched NDArray holding ``array``'s values, shaped like ``array``, or None.
+
+        ``array`` must be a whole float32 blob of this file (as read, or reshaped): anything
+        else (a slice, a computed array) gets None. Each blob is handed out once, so that two
+        parameters never share memory. The first call waits for the prefetch thread.
+        """
+        if self._reader is None:
+            return None
+        self.wait_prefetch()
+        off = self._offset(array)
+        entry = None if off is None else self._fetched.get(off)
+        if (entry is None or entry[0] != array.nbytes or array.dtype != np.float32
+                or not array.flags.c_contiguous):
+            return None
+        del self._fetched[off]
+        nd = entry[1]
+        return nd if nd.shape == array.shape else nd.reshape(array.shape)
+
+    def wait_prefetch(self):
+        """Return once the prefetch thread is done."""
+        reader = self._reader
+        if reader is not None and reader.is_alive():
+            reader.join()
+
+    def drop_prefetched(self):
+        """Wait for the prefetch thread and free the NDArrays nobody took."""
+        self.wait_prefetch()
+        self._fetched = {}
 
     def release(self, array):
         """Let the kernel drop the mapped pages under ``array`` once its values were copied.
@@ -205,12 +332,10 @@ class WeightFile(dict):
         stay readable (the pages come back from the file on the next touch). Converting keeps one
         copy of the weights in memory instead of two: the mapped file's pages count in RSS.
         """
-        if self._map is None or not isinstance(array, np.ndarray) or array.nbytes == 0:
+        start = self._offset(array)
+        if start is None:
             return
-        start = array.__array_interface__["data"][0] - self._base
         stop = start + array.nbytes
-        if start < 0 or stop > len(self._map):
-            return
         page = mmap.PAGESIZE
         first = start // page * page
         try:
@@ -254,12 +379,14 @@ def read_weights(caffemodel, progress=None):
             if size == 0:
                 raise CaffeProtoError("caffemodel %r is empty" % path)
             buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            st = os.fstat(f.fileno())
     except OSError as exc:
         raise CaffeIOError("cannot read caffemodel %r: %s" % (path, exc.strerror or exc)) from exc
     view = memoryview(buf)
     out = WeightFile()
     out.path = path
     out._map = buf
+    out._stat = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     out._base = np.frombuffer(buf, dtype=np.uint8, count=1).__array_interface__["data"][0]
     current = "(top level)"
     n_layers = 0
