@@ -1,10 +1,39 @@
 """Writing output files all-or-nothing: temporary files beside the targets, renamed into place."""
 
 import contextlib
+import errno
 import os
-import tempfile
+import secrets
+import stat
 
 __all__ = ["atomic_outputs"]
+
+
+def _temporary_beside(path):
+    """Create an empty temporary file next to ``path`` and return its name.
+
+    Its mode is what writing ``path`` directly would give: the mode of the file it replaces, or
+    0666 less the umask for a new one (``tempfile.mkstemp`` would make every output 0600).
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix = "." + os.path.basename(path) + "."
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mode = None
+    for _ in range(100):
+        tmp = os.path.join(directory, prefix + secrets.token_hex(4) + ".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        try:
+            if mode is not None:
+                os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        return tmp
+    raise FileExistsError(errno.EEXIST, "no free temporary name beside %r" % path)
 
 
 @contextlib.contextmanager
@@ -25,10 +54,7 @@ def atomic_outputs(paths, overwrite, error):
     temps = []
     try:
         for p in paths:
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(p)),
-                                       prefix="." + os.path.basename(p) + ".", suffix=".tmp")
-            os.close(fd)
-            temps.append(tmp)
+            temps.append(_temporary_beside(p))
         yield list(temps)
         if not overwrite:
             for p in paths:
