@@ -36,6 +36,10 @@ _SAME_SHAPE = frozenset([
 ])
 
 
+# Layers whose translators give their tops' shapes (Translation.shapes) by Caffe's own rules.
+_SHAPE_BY_TRANSLATOR = frozenset(["Convolution", "Deconvolution", "InnerProduct", "Pooling"])
+
+
 class ConvertedNet(object):
     """A converted net: the symbol, its parameters and how Caffe's blobs map onto it.
 
@@ -55,11 +59,14 @@ class ConvertedNet(object):
     fixed_input_size : list of str
         Layers that made the graph valid for ``input_shapes`` only (batch aside):
         PriorBox layers of an inference graph, whose priors are constants.
+    blob_shapes : dict of str to tuple
+        Caffe blob name -> its shape at the input shapes, where known while converting.
     """
 
     def __init__(self, symbol, arg_params, aux_params, input_names, input_shapes, output_names, blobs,
-                 fixed_input_size=()):
+                 fixed_input_size=(), blob_shapes=None):
         self.fixed_input_size = list(fixed_input_size)
+        self.blob_shapes = dict(blob_shapes or {})
         self.symbol = symbol
         self.arg_params = arg_params
         self.aux_params = aux_params
@@ -239,11 +246,13 @@ def _convert_net(net, weights, mean, rgb, fuse, fallback, input_shapes, inferenc
         tr = None
         # With every bottom's shape known the layer is translated on placeholders and spliced in:
         # shape questions then cost a few nodes, not the whole net so far (quadratic in depth).
-        # A layer whose tops keep its bottoms' shape needs no shape question answered beyond its
-        # bottoms': it is translated on them directly, their shapes known by identity.
+        # A layer whose tops keep its bottoms' shape, or whose translator says its tops' shapes,
+        # needs no shape question answered beyond its bottoms': it is translated on them
+        # directly, their shapes known by identity.
         bottom_shapes = [shapes.get(b) for b in layer.bottom]
         local = bool(in_syms) and all(bs is not None for bs in bottom_shapes)
-        direct = local and t in _SAME_SHAPE and all(bs == bottom_shapes[0] for bs in bottom_shapes)
+        same = t in _SAME_SHAPE and all(bs == bottom_shapes[0] for bs in bottom_shapes)
+        direct = local and (same or t in _SHAPE_BY_TRANSLATOR)
         if direct:
             local = False
             ctx.bottoms = list(zip(in_syms, bottom_shapes))
@@ -270,7 +279,13 @@ def _convert_net(net, weights, mean, rgb, fuse, fallback, input_shapes, inferenc
                 raise ConversionError("%s: translates to %d outputs but has %d tops"
                                       % (where, len(tr.outputs), len(layer.top)))
             if direct:
-                outputs, top_shapes = list(tr.outputs), [bottom_shapes[0]] * len(tr.outputs)
+                outputs = list(tr.outputs)
+                if same:
+                    top_shapes = [bottom_shapes[0]] * len(outputs)
+                elif tr.shapes is not None and len(tr.shapes) == len(outputs):
+                    top_shapes = [tuple(s) for s in tr.shapes]
+                else:  # a fallback, or an input the translator could not size: ask MXNet
+                    top_shapes = ctx.shapes(mx.sym.Group(outputs))
             elif local:
                 outputs, top_shapes = _splice(ctx, list(tr.outputs), dict(zip(holders, in_syms)))
             else:
@@ -332,7 +347,8 @@ def _convert_net(net, weights, mean, rgb, fuse, fallback, input_shapes, inferenc
     aux = {k: to_ndarray(v) for k, v in aux_params.items() if k in auxs}
     return ConvertedNet(symbol, args, aux, used_inputs,
                         {k: v for k, v in ctx.input_shapes.items() if k in used_inputs},
-                        output_names, blobs, ctx.fixed_input_size)
+                        output_names, blobs, ctx.fixed_input_size,
+                        {k: v for k, v in shapes.items() if v is not None})
 
 
 def _ndarray_copy(array):

@@ -5,7 +5,7 @@ import collections
 __all__ = ["Translation", "register", "get_translator", "registered_types",
            "DROPPED_TYPES", "DATA_TYPES"]
 
-Translation = collections.namedtuple("Translation", ["outputs", "arg_params", "aux_params"])
+Translation = collections.namedtuple("Translation", ["outputs", "arg_params", "aux_params", "shapes"])
 Translation.__doc__ = """What a translator returns.
 
 Attributes
@@ -16,8 +16,11 @@ arg_params : dict of str to numpy.ndarray
     Values of the new variables that are arguments (weights, biases, constants).
 aux_params : dict of str to numpy.ndarray
     Values of the new auxiliary states (BatchNorm moving statistics).
+shapes : list of tuple, optional
+    Each top's shape by Caffe's own rule, where the translator knows it from its bottoms'
+    shapes (Convolution, InnerProduct, Pooling): MXNet's shape inference is then skipped.
 """
-Translation.__new__.__defaults__ = ((), None, None)
+Translation.__new__.__defaults__ = ((), None, None, None)
 
 _REGISTRY = {}
 

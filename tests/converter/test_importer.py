@@ -420,3 +420,32 @@ def test_prototxts_parse_the_same_with_libcaffes_parser():
     want = caffe_pb2.NetParameter()
     text_format.Merge(text, want)
     assert read_prototxt(ssd) == want and want.layer[-1].detection_output_param.keep_top_k == 200
+
+
+SHAPES_NET = net_text('''
+layer { name: "c1" type: "Convolution" bottom: "data" top: "c1"
+  convolution_param { num_output: 4 kernel_h: 3 kernel_w: 2 stride_h: 2 stride_w: 1 pad_h: 1 pad_w: 0 } }
+layer { name: "c2" type: "Convolution" bottom: "c1" top: "c2"
+  convolution_param { num_output: 6 kernel_size: 3 dilation: 2 pad: 2 group: 2 } }
+layer { name: "p1" type: "Pooling" bottom: "c2" top: "p1" pooling_param { pool: MAX kernel_size: 2 stride: 2 pad: 1 } }
+layer { name: "p2" type: "Pooling" bottom: "c2" top: "p2" pooling_param { pool: AVE kernel_size: 2 stride: 2 round_mode: FLOOR } }
+layer { name: "d1" type: "Deconvolution" bottom: "p1" top: "d1" convolution_param { num_output: 3 kernel_size: 4 stride: 2 pad: 1 } }
+layer { name: "g" type: "Pooling" bottom: "d1" top: "g" pooling_param { pool: AVE global_pooling: true } }
+layer { name: "ip" type: "InnerProduct" bottom: "p2" top: "ip" inner_product_param { num_output: 5 axis: 2 } }
+layer { name: "ip2" type: "InnerProduct" bottom: "d1" top: "ip2" inner_product_param { num_output: 7 } }
+''', [("data", (2, 3, 10, 9))])
+
+
+def test_shapes_known_while_converting_are_caffes_and_mxnets():
+    """Convolution, Deconvolution, Pooling (ceil with the clip rule, floor, global) and
+    InnerProduct give their tops' shapes by Caffe's rules instead of MXNet's inference; each
+    must be both what Caffe makes and what the MXNet graph computes."""
+    caffe = gluon_caffe.CaffeNet(SHAPES_NET)
+    converted = convert(SHAPES_NET, details=True)
+    assert converted.blob_shapes["p1"] == (2, 6, 3, 5)  # the clip rule dropped a row
+    names = [n for n in caffe.blob_names if "_split_" not in n]  # Caffe's own Split copies
+    assert len(names) == 9
+    for name in names:
+        assert converted.blob_shapes[name] == tuple(caffe.blob(name).shape), name
+        _, out, _ = converted.blobs[name].infer_shape_partial(data=(2, 3, 10, 9))
+        assert tuple(out[0]) == converted.blob_shapes[name], name

@@ -84,7 +84,7 @@ def _conv_common(layer, inputs, ctx, deconv):
     weight = ctx.var(wname, shape=wshape_known, value=args.get(wname))
     bias = ctx.var(bname, shape=(p.num_output,)) if p.bias_term else None
     op = mx.sym.Deconvolution if deconv else mx.sym.Convolution
-    outputs = []
+    outputs, shapes = [], []
     for i, x in enumerate(inputs):
         kw = dict(kernel=kernel, stride=stride, pad=pad, dilate=dilation, num_filter=p.num_output,
                   num_group=group, no_bias=not p.bias_term, name=ctx.op_name(layer, None if i == 0 else str(i)))
@@ -94,7 +94,20 @@ def _conv_common(layer, inputs, ctx, deconv):
             outputs.append(op(data=x, weight=weight, bias=bias, **kw))
         else:
             outputs.append(op(data=x, weight=weight, **kw))
-    return Translation(outputs, args, {})
+        shapes.append(_conv_top_shape(ctx.shape(x) if i else shape, p.num_output, kernel, stride, pad,
+                                      dilation, deconv))
+    return Translation(outputs, args, {}, shapes if None not in shapes else None)
+
+
+def _conv_top_shape(shape, num_output, kernel, stride, pad, dilation, deconv):
+    """Caffe's top shape for a (de)convolution of a ``shape`` bottom (None if unknown or empty)."""
+    if shape is None or len(shape) != 2 + len(kernel):
+        return None
+    out = [shape[0], num_output]
+    for size, k, s, pd, d in zip(shape[2:], kernel, stride, pad, dilation):
+        extent = d * (k - 1) + 1
+        out.append(s * (size - 1) + extent - 2 * pd if deconv else (size + 2 * pd - extent) // s + 1)
+    return tuple(out) if min(out) > 0 else None
 
 
 @register("Convolution")
@@ -147,7 +160,8 @@ def translate_inner_product(layer, inputs, ctx):
         merged = mx.sym.reshape(x, shape=tuple([0] * axis) + (-1,), name=ctx.op_name(layer, "flatten"))
         out = mx.sym.FullyConnected(merged, weight=weight, num_hidden=n, no_bias=not p.bias_term,
                                     flatten=False, name=ctx.op_name(layer), **extra)
-    return Translation([out], args, {})
+    top = None if shape is None else tuple(shape[:axis]) + (n,)
+    return Translation([out], args, {}, None if top is None else [top])
 
 
 @register("Embed")

@@ -61,7 +61,9 @@ def translate_pooling(layer, inputs, ctx):
             raise ctx.error(layer, "pooling_param: global_pooling cannot have kernel_size")
         out = mx.sym.Pooling(x, kernel=(1, 1), global_pool=True, pool_type=pool_type,
                              name=ctx.op_name(layer))
-        return Translation([out], {}, {})
+        shape = ctx.shape(x)
+        top = tuple(shape[:2]) + (1, 1) if shape is not None and len(shape) == 4 else None
+        return Translation([out], {}, {}, None if top is None else [top])
     kernel = _hw(layer, p, "kernel", None, ctx)
     if kernel is None:
         raise ctx.error(layer, "pooling_param.kernel_size (or kernel_h and kernel_w) is required")
@@ -74,14 +76,19 @@ def translate_pooling(layer, inputs, ctx):
     out = mx.sym.Pooling(x, kernel=kernel, stride=stride, pad=pad, pool_type=pool_type,
                          pooling_convention="full" if ceil_mode else "valid",
                          count_include_pad=True, name=name)
-    if ceil_mode and any(pad):
-        shape = ctx.shape(x, layer)
-        if len(shape) != 4:
+    shape = ctx.shape(x, layer) if ceil_mode and any(pad) else ctx.shape(x)
+    if shape is not None and len(shape) != 4:
+        if ceil_mode and any(pad):
             raise ctx.error(layer, "Pooling needs a 4-D input, got %s", shape)
-        want = [caffe_pooled_size(shape[2 + i], kernel[i], stride[i], pad[i], True) for i in range(2)]
+        shape = None
+    want = None
+    if shape is not None:
+        want = [caffe_pooled_size(shape[2 + i], kernel[i], stride[i], pad[i], ceil_mode) for i in range(2)]
+    if ceil_mode and any(pad):
         full = [int(math.ceil(float(shape[2 + i] + 2 * pad[i] - kernel[i]) / stride[i])) + 1 for i in range(2)]
         if want != full:
             # Only the clipped trailing window differs; the others are computed identically.
             out = mx.sym.slice(out, begin=(None, None, 0, 0), end=(None, None, want[0], want[1]),
                                name=ctx.op_name(layer, "clip"))
-    return Translation([out], {}, {})
+    top = tuple(shape[:2]) + tuple(want) if want is not None and min(want) > 0 else None
+    return Translation([out], {}, {}, None if top is None else [top])
