@@ -158,16 +158,12 @@ def convert_net(net, weights=None, mean=None, rgb=False, fuse=False, fallback=Tr
     """
     # A mapped caffemodel's (the passes below copy the dict into a plain one).
     release = getattr(weights, "release", None)
-    take = getattr(weights, "take_ndarray", None)
-    try:
-        return _convert_net(net, weights, mean, rgb, fuse, fallback, input_shapes, inference,
-                            release, take)
-    finally:
-        if take is not None:
-            weights.drop_prefetched()
+    from_file = getattr(weights, "ndarrays", None)
+    return _convert_net(net, weights, mean, rgb, fuse, fallback, input_shapes, inference,
+                        release, from_file)
 
 
-def _convert_net(net, weights, mean, rgb, fuse, fallback, input_shapes, inference, release, take):
+def _convert_net(net, weights, mean, rgb, fuse, fallback, input_shapes, inference, release, from_file):
     if fuse:
         net, weights = fuse_batch_norm(net, weights)
     net, weights = merge_scale_into_batch_norm(net, weights)
@@ -334,17 +330,19 @@ def _convert_net(net, weights, mean, rgb, fuse, fallback, input_shapes, inferenc
     used_inputs = [n for n in input_names if n in arguments]
 
     def to_ndarray(value):
-        out = take(value) if take is not None else None
-        if out is not None:
-            return out  # read from the file straight into its NDArray while translating
         out = _ndarray_copy(np.ascontiguousarray(value, dtype=np.float32))
         if release is not None:
             release(value)  # the file's pages under it are no longer needed in memory
         return out
 
-    args = {k: to_ndarray(v) for k, v in arg_params.items() if k in arguments}
     auxs = set(symbol.list_auxiliary_states())
-    aux = {k: to_ndarray(v) for k, v in aux_params.items() if k in auxs}
+    wanted = [(True, k, v) for k, v in arg_params.items() if k in arguments]
+    wanted += [(False, k, v) for k, v in aux_params.items() if k in auxs]
+    # Values still in the caffemodel are read from it straight into their NDArrays, at once.
+    read = from_file([v for _, _, v in wanted]) if from_file is not None else [None] * len(wanted)
+    args, aux = {}, {}
+    for (is_arg, k, v), nd in zip(wanted, read):
+        (args if is_arg else aux)[k] = to_ndarray(v) if nd is None else nd
     return ConvertedNet(symbol, args, aux, used_inputs,
                         {k: v for k, v in ctx.input_shapes.items() if k in used_inputs},
                         output_names, blobs, ctx.fixed_input_size,
@@ -373,8 +371,6 @@ def _load(prototxt, caffemodel, phase, progress=None):
     upgrade_net(net)
     filter_phase(net, phase)
     weights = read_weights(caffemodel, progress=progress) if caffemodel is not None else None
-    if weights is not None:
-        weights.prefetch_ndarrays()  # its blobs' NDArrays fill on a thread while the net translates
     if weights is None and any(len(l.blobs) for l in net.layer):
         # A binary NetParameter given as "prototxt" text is not possible, but a prototxt with
         # inline blobs is: use them.

@@ -5,7 +5,6 @@ import math
 import mmap
 import os
 import sys
-import threading
 
 import numpy as np
 
@@ -214,8 +213,6 @@ class WeightFile(dict):
     _map = None     # the mmap the views point into
     _base = 0       # its address
     _stat = None    # (device, inode, size, mtime) of the file mapped
-    _fetched = None  # file offset -> (nbytes, NDArray) read ahead by prefetch_ndarrays
-    _reader = None   # the thread that made and filled them
 
     def _offset(self, array):
         """Byte offset of ``array``'s values in the mapped file, or None if it is not a view of it."""
@@ -226,104 +223,87 @@ class WeightFile(dict):
             return None
         return start
 
-    def prefetch_ndarrays(self, max_gap=1 << 20):
-        """Start reading every float32 blob into a fresh CPU NDArray of its own, on a thread.
+    def ndarrays(self, arrays, max_gap=1 << 20):
+        """Fresh CPU NDArrays holding the values of ``arrays``, read from the file.
 
-        The thread makes the NDArrays and reads the values from the file straight into their
-        memory with ``preadv`` (one system call for hundreds of blobs, without the GIL) while
-        the caller translates the net; :meth:`take_ndarray` hands them out. Should a read fail,
-        the values are copied from the mapping instead. Does nothing where this cannot be done
-        (a big-endian host, a file changed since it was mapped).
+        Each array that is a contiguous float32 view of this file gets an NDArray of its shape,
+        filled straight from the file by ``preadv`` (one system call for hundreds of blobs:
+        neither the mapped pages nor a copy of them are touched); anything else gets None.
+        Should the file have changed since it was mapped, or a read fall short, the values come
+        from the mapping instead, as the views show them.
+
+        Returns
+        -------
+        list of mxnet.nd.NDArray or None
+            One per array, in order.
         """
-        if self._map is None or self._reader is not None or sys.byteorder != "little":
-            return
-        wanted = []
-        for arrays in self.values():
-            for a in arrays:
-                off = self._offset(a)
-                if off is not None and a.dtype == np.float32 and a.ndim:
-                    wanted.append((off, a.nbytes, a.shape))  # fp16/fp64 blobs are copies already
-        if not wanted:
-            return
+        from .._ndarray import new_cpu_ndarray
+        out = [None] * len(arrays)
+        todo = []  # (file offset, nbytes, index, address)
+        for i, a in enumerate(arrays):
+            off = self._offset(a)
+            if (off is None or a.dtype != np.float32 or a.ndim == 0 or not a.flags.c_contiguous
+                    or sys.byteorder != "little"):
+                continue
+            made = new_cpu_ndarray(a.shape, np.float32)
+            if made is None:
+                return [None] * len(arrays)
+            out[i] = made[0]
+            todo.append((off, a.nbytes, i, made[1]))
+        if not todo:
+            return out
+        todo.sort()
         try:
             fd = os.open(self.path, os.O_RDONLY)
         except OSError:
-            return
-        st = os.fstat(fd)
-        if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != self._stat:
-            os.close(fd)
-            return
-        wanted.sort(key=lambda e: e[0])
-        self._fetched = {}
-        self._reader = threading.Thread(target=self._read, args=(fd, wanted, max_gap),
-                                        name="gluon_caffe-prefetch", daemon=True)
-        self._reader.start()
-
-    def _read(self, fd, wanted, max_gap):
-        """The prefetch thread: NDArrays for ``wanted`` (offset, nbytes, shape), then their values."""
-        from .._ndarray import new_cpu_ndarray
+            fd = None
         try:
-            made = {}
-            runs, bufs, start, pos = [], [], None, None
-            # Runs of blobs read by one preadv each: the bytes between blobs (headers, small
-            # fields) land in one scratch buffer, reused.
-            iov_max = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024, 1024)
-            scratch = memoryview(bytearray(max_gap))
-            for off, n, shape in wanted:
-                got = new_cpu_ndarray(shape, np.float32)
-                if got is None:
-                    return
-                made[off] = (n, got[0], got[1])
-                gap = None if pos is None else off - pos
-                if gap is None or gap > max_gap or len(bufs) + 2 > iov_max:
-                    if bufs:
-                        runs.append((start, bufs, pos - start))
-                    bufs, start = [], off
-                elif gap:
-                    bufs.append(scratch[:gap])
-                bufs.append((ctypes.c_char * n).from_address(got[1]))
-                pos = off + n
-            runs.append((start, bufs, pos - start))
-            try:
-                done = all(os.preadv(fd, b, s) == total for s, b, total in runs)
-            except OSError:
-                done = False
-            if not done:  # from the mapping then: the values are the views' values
-                for off, (n, _, addr) in made.items():
-                    ctypes.memmove(addr, self._base + off, n)
-            self._fetched = {off: (n, nd) for off, (n, nd, _) in made.items()}
+            if fd is not None:
+                st = os.fstat(fd)
+                if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != self._stat:
+                    os.close(fd)
+                    fd = None
+            for run in self._runs(todo, max_gap):
+                if fd is None or not self._preadv(fd, run, max_gap):
+                    for off, n, _, addr in run:  # the views' values, from the mapping
+                        ctypes.memmove(addr, self._base + off, n)
         finally:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
+        return out
 
-    def take_ndarray(self, array):
-        """The prefetched NDArray holding ``array``'s values, shaped like ``array``, or None.
+    @staticmethod
+    def _runs(todo, max_gap):
+        """``todo`` (sorted by offset) cut into runs one ``preadv`` can fill: gaps up to
+        ``max_gap`` bytes, no overlap, at most 512 buffers."""
+        run, end = [], None
+        for item in todo:
+            off, n = item[0], item[1]
+            if run and (off < end or off - end > max_gap or len(run) >= 512):
+                yield run
+                run = []
+            run.append(item)
+            end = off + n
+        if run:
+            yield run
 
-        ``array`` must be a whole float32 blob of this file (as read, or reshaped): anything
-        else (a slice, a computed array) gets None. Each blob is handed out once, so that two
-        parameters never share memory. The first call waits for the prefetch thread.
-        """
-        if self._reader is None:
-            return None
-        self.wait_prefetch()
-        off = self._offset(array)
-        entry = None if off is None else self._fetched.get(off)
-        if (entry is None or entry[0] != array.nbytes or array.dtype != np.float32
-                or not array.flags.c_contiguous):
-            return None
-        del self._fetched[off]
-        nd = entry[1]
-        return nd if nd.shape == array.shape else nd.reshape(array.shape)
-
-    def wait_prefetch(self):
-        """Return once the prefetch thread is done."""
-        reader = self._reader
-        if reader is not None and reader.is_alive():
-            reader.join()
-
-    def drop_prefetched(self):
-        """Wait for the prefetch thread and free the NDArrays nobody took."""
-        self.wait_prefetch()
-        self._fetched = {}
+    @staticmethod
+    def _preadv(fd, run, max_gap):
+        """Read one run into its NDArrays; the bytes between them land in a scratch buffer."""
+        scratch = None
+        bufs, end = [], None
+        for off, n, _, addr in run:
+            if end is not None and off > end:
+                if scratch is None:
+                    scratch = memoryview(bytearray(max_gap))
+                bufs.append(scratch[:off - end])
+            bufs.append((ctypes.c_char * n).from_address(addr))
+            end = off + n
+        start = run[0][0]
+        try:
+            return os.preadv(fd, bufs, start) == end - start
+        except OSError:
+            return False
 
     def release(self, array):
         """Let the kernel drop the mapped pages under ``array`` once its values were copied.

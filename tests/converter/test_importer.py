@@ -199,46 +199,40 @@ def test_released_weight_pages_keep_their_values(model):
             np.testing.assert_array_equal(a, b)
 
 
-def test_prefetched_ndarrays_hold_each_blob_once(model):
-    """prefetch_ndarrays reads every float32 blob into an NDArray of its own on a thread; each is
-    handed out once, reshaped like the array asked for, and anything else is copied as before."""
+def test_ndarrays_read_straight_from_the_file(model):
+    """WeightFile.ndarrays fills a fresh NDArray per contiguous float32 view of the file with
+    preadv (gaps between blobs skipped, runs cut at overlaps and long gaps); anything else is
+    left to the caller (None)."""
     path, _ = model
     weights = read_weights(path)
-    weights.prefetch_ndarrays(max_gap=64)  # a small gap: several preadv runs, scratch reused
-    w = weights["conv1"][0]
-    got = weights.take_ndarray(w)
-    assert isinstance(got, mx.nd.NDArray) and got.shape == (4, 3, 3, 3)
-    np.testing.assert_array_equal(got.asnumpy(), w)
-    assert weights.take_ndarray(w) is None            # never two parameters on one memory
-    flat = weights["ip"][0].reshape(-1)
-    got = weights.take_ndarray(flat)
-    assert got.shape == flat.shape
-    np.testing.assert_array_equal(got.asnumpy(), flat)
-    assert weights.take_ndarray(weights["conv1"][1][:2]) is None  # part of a blob
-    assert weights.take_ndarray(np.array(weights["bn1"][0])) is None  # a copy, not the file
-    got[:] = 7                                        # the NDArray's memory, not the file's
-    assert not np.any(weights["ip"][0] == 7)
-    for k, arrays in weights.items():
-        for a in arrays:
-            nd = weights.take_ndarray(a)
-            if nd is not None:
-                np.testing.assert_array_equal(nd.asnumpy(), a, err_msg=k)
-    weights.drop_prefetched()
-    assert weights.take_ndarray(weights["sc0"][0]) is None
+    blobs = [a for arrays in weights.values() for a in arrays]
+    conv_w = weights["conv1"][0]
+    asked = list(reversed(blobs)) + [conv_w, conv_w.reshape(4, -1), conv_w[1:3],
+                                     conv_w[:, :1], np.array(conv_w)]
+    for gap in (64, 1 << 20):  # several runs, or one
+        got = weights.ndarrays(asked, max_gap=gap)
+        for a, nd in zip(asked[:len(blobs) + 3], got):
+            assert isinstance(nd, mx.nd.NDArray) and nd.shape == a.shape
+            np.testing.assert_array_equal(nd.asnumpy(), a)
+        assert got[-2] is None and got[-1] is None  # not contiguous; not the file's memory
+        a, b = got[len(blobs)], got[len(blobs) + 1]  # the same blob twice: two arrays
+        a[:] = 7
+        assert not np.any(b.asnumpy() == 7) and not np.any(conv_w == 7)
 
 
-def test_prefetch_skipped_when_the_file_changed(model, tmp_path):
+def test_ndarrays_from_the_mapping_when_the_file_changed(model, tmp_path):
     path, _ = model
     copy = str(tmp_path / "changed.caffemodel")
     with open(path, "rb") as f, open(copy, "wb") as g:
         g.write(f.read())
     weights = read_weights(copy)
-    st = os.stat(copy)  # touched after mapping: the views stay right, preadv is not used
+    st = os.stat(copy)  # touched after mapping: the views' values are used, not a new read
     os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns + 10 ** 9))
-    weights.prefetch_ndarrays()
-    assert weights.take_ndarray(weights["conv1"][0]) is None
-    sym, args, _ = convert(NET, copy)  # and a conversion reads its own, consistent snapshot
-    np.testing.assert_array_equal(args["conv1_weight"].asnumpy(), weights["conv1"][0])
+    w = weights["conv1"][0]
+    np.testing.assert_array_equal(weights.ndarrays([w])[0].asnumpy(), w)
+    sym, args, _ = convert(NET, copy)
+    np.testing.assert_array_equal(args["conv1_weight"].asnumpy(), w)
+
 
 def test_regression_fp16_raw_data_blobs(tmp_path):
     w = np.random.RandomState(3).randn(4, 3, 3, 3).astype(np.float16)
