@@ -159,11 +159,6 @@ def convert_net(net, weights=None, mean=None, rgb=False, fuse=False, fallback=Tr
     # A mapped caffemodel's (the passes below copy the dict into a plain one).
     release = getattr(weights, "release", None)
     from_file = getattr(weights, "ndarrays", None)
-    return _convert_net(net, weights, mean, rgb, fuse, fallback, input_shapes, inference,
-                        release, from_file)
-
-
-def _convert_net(net, weights, mean, rgb, fuse, fallback, input_shapes, inference, release, from_file):
     if fuse:
         net, weights = fuse_batch_norm(net, weights)
     net, weights = merge_scale_into_batch_norm(net, weights)
