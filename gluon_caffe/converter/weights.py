@@ -254,7 +254,7 @@ class WeightFile(dict):
             return out
         todo.sort()
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            fd = os.open(self.path, os.O_RDONLY) if hasattr(os, "preadv") else None
         except OSError:
             fd = None
         try:

@@ -220,6 +220,15 @@ def test_ndarrays_read_straight_from_the_file(model):
         assert not np.any(b.asnumpy() == 7) and not np.any(conv_w == 7)
 
 
+def test_ndarrays_from_the_mapping_without_preadv(model, monkeypatch):
+    path, _ = model
+    weights = read_weights(path)
+    monkeypatch.delattr(os, "preadv")
+    blobs = [a for arrays in weights.values() for a in arrays]
+    for a, nd in zip(blobs, weights.ndarrays(blobs)):
+        np.testing.assert_array_equal(nd.asnumpy(), a)
+
+
 def test_ndarrays_from_the_mapping_when_the_file_changed(model, tmp_path):
     path, _ = model
     copy = str(tmp_path / "changed.caffemodel")
