@@ -140,12 +140,9 @@ class ConvertContext(object):
 
         With ``layer`` given, an unknown shape raises a ConversionError instead.
         """
-        for bottom, shape in self.bottoms:
-            if bottom is sym:
-                return tuple(shape)
-        known = self.input_shapes.get(sym.name)
-        if known is not None and sym.name.startswith(PLACEHOLDER) and all(d > 0 for d in known):
-            return tuple(known)  # a layer's bottom, translated on a placeholder of known shape
+        known = self.known_shape(sym)
+        if known is not None:
+            return known
         try:
             _, out, _ = sym.infer_shape_partial(**self._known_shapes(sym))
         except mx.base.MXNetError as exc:
@@ -160,6 +157,16 @@ class ConvertContext(object):
                                  "the net's input shapes (Input layer, input_dim or input_shapes=)")
             return None
         return shape
+
+    def known_shape(self, sym):
+        """The shape of a bottom of the layer being translated, if known without inference."""
+        for bottom, shape in self.bottoms:
+            if bottom is sym:
+                return tuple(shape)
+        known = self.input_shapes.get(sym.name)
+        if known is not None and sym.name.startswith(PLACEHOLDER) and all(d > 0 for d in known):
+            return tuple(known)  # a layer's bottom, translated on a placeholder of known shape
+        return None
 
     def _known_shapes(self, sym):
         """The input and parameter shapes known for ``sym``'s arguments and auxiliary states.

@@ -94,8 +94,8 @@ def _conv_common(layer, inputs, ctx, deconv):
             outputs.append(op(data=x, weight=weight, bias=bias, **kw))
         else:
             outputs.append(op(data=x, weight=weight, **kw))
-        shapes.append(_conv_top_shape(ctx.shape(x) if i else shape, p.num_output, kernel, stride, pad,
-                                      dilation, deconv))
+        shapes.append(_conv_top_shape(ctx.known_shape(x) if i else shape, p.num_output, kernel, stride,
+                                      pad, dilation, deconv))
     return Translation(outputs, args, {}, shapes if None not in shapes else None)
 
 

@@ -61,7 +61,7 @@ def translate_pooling(layer, inputs, ctx):
             raise ctx.error(layer, "pooling_param: global_pooling cannot have kernel_size")
         out = mx.sym.Pooling(x, kernel=(1, 1), global_pool=True, pool_type=pool_type,
                              name=ctx.op_name(layer))
-        shape = ctx.shape(x)
+        shape = ctx.known_shape(x)
         top = tuple(shape[:2]) + (1, 1) if shape is not None and len(shape) == 4 else None
         return Translation([out], {}, {}, None if top is None else [top])
     kernel = _hw(layer, p, "kernel", None, ctx)
@@ -76,7 +76,8 @@ def translate_pooling(layer, inputs, ctx):
     out = mx.sym.Pooling(x, kernel=kernel, stride=stride, pad=pad, pool_type=pool_type,
                          pooling_convention="full" if ceil_mode else "valid",
                          count_include_pad=True, name=name)
-    shape = ctx.shape(x, layer) if ceil_mode and any(pad) else ctx.shape(x)
+    # Only the clip rule needs the input's shape; otherwise it just says the top's, if known.
+    shape = ctx.shape(x, layer) if ceil_mode and any(pad) else ctx.known_shape(x)
     if shape is not None and len(shape) != 4:
         if ceil_mode and any(pad):
             raise ctx.error(layer, "Pooling needs a 4-D input, got %s", shape)
