@@ -69,20 +69,42 @@ const string& get(const AttrMap& attrs, const char* key, const string& fallback)
 
 bool truthy(const string& v) { return v == "1" || v == "True" || v == "true"; }
 
+// MXNet asks a library operator for its input count and its mutated inputs several times per
+// call (autograd, the cached graph), each time through a fresh attribute map: these two read only
+// the attributes they need, with no copy of the prototxt.
+int parse_count(const AttrMap& attrs, const char* key, int fallback) {
+  auto it = attrs.find(key);
+  if (it == attrs.end()) return fallback;
+  const string& v = it->second;
+  if (v.empty() || v.size() > 6 || v.find_first_not_of("0123456789") != string::npos)
+    throw std::invalid_argument(string("gluon_caffe_CaffeOp: attribute ") + key + " must be a count, got '" + v + "'");
+  return std::stoi(v);
+}
+
+// Whether each blob in the "blobs" attribute ("weight,bias", "mean:aux,...") is auxiliary.
+vector<bool> blob_aux_flags(const AttrMap& attrs) {
+  vector<bool> aux;
+  auto it = attrs.find("blobs");
+  if (it == attrs.end()) return aux;
+  const string& v = it->second;
+  size_t start = 0;
+  while (start <= v.size()) {
+    size_t end = v.find(',', start);
+    if (end == string::npos) end = v.size();
+    if (end > start) aux.push_back(end - start > 4 && v.compare(end - 4, 4, ":aux") == 0);
+    start = end + 1;
+  }
+  return aux;
+}
+
 OpAttrs parse_attrs(const AttrMap& attrs) {
   static const string empty, one = "1", zero = "0", autos = "auto";
   OpAttrs a;
   a.prototxt = get(attrs, "prototxt", empty);
   if (a.prototxt.empty()) throw std::invalid_argument("gluon_caffe_CaffeOp: attribute prototxt is missing");
-  a.num_data = std::stoi(get(attrs, "num_data", one));
-  a.num_out = std::stoi(get(attrs, "num_out", one));
-  std::stringstream blobs(get(attrs, "blobs", empty));
-  string role;
-  while (std::getline(blobs, role, ',')) {
-    if (role.empty()) continue;
-    bool aux = role.size() > 4 && role.compare(role.size() - 4, 4, ":aux") == 0;
-    a.aux.push_back(aux);
-  }
+  a.num_data = parse_count(attrs, "num_data", 1);
+  a.num_out = parse_count(attrs, "num_out", 1);
+  a.aux = blob_aux_flags(attrs);
   const string& req = get(attrs, "param_req", empty);
   int k = 0;
   for (size_t b = 0; b < a.aux.size(); ++b) {
@@ -451,9 +473,24 @@ const string* prototxt_in(const AttrMap& attrs) {
   return it == attrs.end() ? nullptr : &it->second;
 }
 
+// What parse and mutate_inputs need: the counts and which blobs are auxiliary. The other
+// attributes are checked where they are used (shapes, dtypes, the operator's state).
+OpAttrs arity(const AttrMap& attrs) {
+  auto it = attrs.find("prototxt");
+  if (it == attrs.end() || it->second.empty())
+    throw std::invalid_argument("gluon_caffe_CaffeOp: attribute prototxt is missing");
+  OpAttrs a;
+  a.num_data = parse_count(attrs, "num_data", 1);
+  a.num_out = parse_count(attrs, "num_out", 1);
+  a.aux = blob_aux_flags(attrs);
+  auto flag = attrs.find("phase_input");
+  a.phase_input = flag != attrs.end() && truthy(flag->second);
+  return a;
+}
+
 MXReturnValue parse(const AttrMap& attrs, int* num_in, int* num_out) {
   return guarded("attributes", prototxt_in(attrs), [&] {
-    OpAttrs a = parse_attrs(attrs);
+    OpAttrs a = arity(attrs);
     *num_in = a.num_inputs();
     *num_out = a.num_out;
   });
@@ -498,7 +535,7 @@ MXReturnValue infer_shape(const AttrMap& attrs, std::vector<std::vector<unsigned
 
 MXReturnValue mutate_inputs(const AttrMap& attrs, std::vector<int>* indices) {
   return guarded("aux", prototxt_in(attrs), [&] {
-    OpAttrs a = parse_attrs(attrs);
+    OpAttrs a = arity(attrs);
     vector<int> at = a.blob_inputs();
     for (int b = 0; b < a.num_blobs(); ++b)
       if (a.aux[b]) indices->push_back(at[b]);

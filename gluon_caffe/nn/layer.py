@@ -50,6 +50,8 @@ class _CaffeBlock(mx.gluon.HybridBlock):
                     grad_req="null" if blob.aux else "write", differentiable=not blob.aux,
                     lr_mult=1.0 if blob.aux else blob.lr_mult, wd_mult=blob.decay_mult)
                 setattr(self, blob.role, param)
+        self._blob_params = [getattr(self, b.role) for b in self._spec.blobs]
+        self._arg_params = [getattr(self, b.role) for b in self._spec.args]
 
     @property
     def prototxt(self):
@@ -73,16 +75,16 @@ class _CaffeBlock(mx.gluon.HybridBlock):
 
     def forward(self, x, *args):
         # With arrays in hand, check them here: inside MXNet a Caffe failure loses its name. The
-        # checks rerun only when what they looked at changes (shapes, dtypes, contexts, parameters).
+        # checks rerun only when what they looked at may have changed (see _seen_key).
         if isinstance(x, mx.nd.NDArray):
-            inputs = self._prepare([x] + list(args))
-            if self._check_key(inputs) != self._checked:
+            inputs = self._prepare((x,) + args)
+            if self._seen_key(inputs) != self._checked:
                 self._check(inputs)
-                self._checked = self._check_key(inputs)
+                self._checked = self._seen_key(inputs)
             x, args = inputs[0], inputs[1:]
             if _lib.available():
-                self._input_grads = tuple(_has_grad(a) for a in inputs)
-                built_for = (self._param_reqs(), self._input_grads)
+                self._input_grads = tuple(map(_has_grad, inputs))
+                built_for = (tuple(p.grad_req for p in self._arg_params), self._input_grads)
                 if built_for != self._built_for:
                     # lib_api passes no req: the graph bakes grad_reqs in, so rebuild it.
                     self._built_for = built_for
@@ -92,12 +94,13 @@ class _CaffeBlock(mx.gluon.HybridBlock):
             self._input_grads = None
         return super().forward(x, *args)
 
-    def _check_key(self, inputs):
+    def _seen_key(self, inputs):
         """What the checks depend on: the inputs' shapes, dtypes, contexts and kinds, and each
-        parameter's state (data, deferred initialization, shape, contexts)."""
+        parameter's state (data, deferred initialization, shape, contexts). Not the arrays'
+        identity: a freed array's id and handle come back for the next one."""
         return (tuple((a.shape, a.dtype, a.context, type(a)) for a in inputs),
                 tuple((id(p._data), id(p._deferred_init), p._shape, tuple(p._ctx_list or ()))
-                      for p in (getattr(self, b.role) for b in self._spec.blobs)))
+                      for p in self._blob_params))
 
     def _check(self, inputs):
         """Contexts, dtypes and shapes of ``inputs`` and the parameters, as Caffe will see them."""
@@ -132,7 +135,7 @@ class _CaffeBlock(mx.gluon.HybridBlock):
                     "CPU_ONLY): initialize and run the block on mx.cpu()" % (self._spec.context, what, c))
 
     def _param_reqs(self):
-        return tuple(getattr(self, b.role).grad_req for b in self._spec.args)
+        return tuple(p.grad_req for p in self._arg_params)
 
     def _prepare(self, inputs):
         return inputs

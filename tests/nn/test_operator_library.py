@@ -130,6 +130,20 @@ def test_errors_inside_a_graph_name_the_layer_once():
     assert net(mx.nd.ones((2, 5))).shape == (2, 3)
 
 
+@pytest.mark.parametrize("attrs, message", [
+    ({"num_data": "two"}, "attribute num_data must be a count, got 'two'"),
+    ({"num_out": "-1"}, "attribute num_out must be a count, got '-1'"),
+    ({"prototxt": ""}, "attribute prototxt is missing"),
+])
+def test_bad_operator_attributes_are_named(attrs, message):
+    # What MXNet asks of the operator on every call (its input count) is read without parsing the
+    # prototxt, but a bad attribute still gets a message saying which one.
+    kwargs = dict(prototxt=IP, num_data="1", num_out="1", blobs="weight,bias")
+    kwargs.update(attrs)
+    with pytest.raises(mx.base.MXNetError, match=message):
+        mx.sym.gluon_caffe_CaffeOp(mx.sym.var("x"), mx.sym.var("w"), mx.sym.var("b"), **kwargs)
+
+
 def test_python_operator_switch_still_gives_caffes_numbers(tmp_path):
     # GLUON_CAFFE_OPERATOR=python routes every block through the Python CustomOp: same numbers.
     block = CaffeLayer(IP)
