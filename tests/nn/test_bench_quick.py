@@ -21,6 +21,10 @@ def test_bench_caffe_layer_quick(tmp_path):
     assert re.search(r"^memory \d+ LeNet .*target 20 MB \| gluon_caffe -?[0-9.]+ MB \| ratio [0-9.]+",
                      proc.stdout, re.M), proc.stdout
     assert re.search(r"^ip1 minus mxnet floor [0-9.]+ ms: caffe_net .*\| ratio [0-9.]+", proc.stdout, re.M), proc.stdout
+    for case in ("conv2", "ip1"):
+        assert re.search(r"^%s pipelined: +caffe_net [0-9.]+ ms .*\| gluon_caffe [0-9.]+ ms .*\| ratio [0-9.]+" % case,
+                         proc.stdout, re.M), proc.stdout
     results = {r["case"]: r for r in json.loads(out_json.read_text())["results"]}
     assert set(results) == {"conv2", "ip1", "lenet_step", "memory"}
     assert all(results[c]["ratio"] > 0 for c in ("conv2", "ip1", "lenet_step"))
+    assert all(results[c]["pipelined"]["ratio"] > 0 for c in ("conv2", "ip1"))
