@@ -148,3 +148,21 @@ def test_checks_rerun_when_the_inputs_change(hybridize):
     with pytest.raises(gc.CaffeShapeError, match="layer 'fc7'.*float16"):
         block(mx.nd.ones((2, 4), dtype="float16"))
     assert block(mx.nd.ones((2, 4))).shape == (2, 3)
+
+
+@pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybrid"])
+def test_checks_rerun_for_the_same_input_when_the_parameters_change(hybridize):
+    """The same input array again skips the checks only while the parameters are unchanged too:
+    after cast() the dtype mismatch is named, before MXNet reports it on its own terms."""
+    block = CaffeLayer(IP)
+    block.initialize()
+    if hybridize:
+        block.hybridize()
+    x = mx.nd.ones((2, 4))
+    for _ in range(2):
+        assert block(x).shape == (2, 3)
+    block.cast("float64")
+    with pytest.raises(gc.CaffeShapeError, match=r"layer 'fc7' \(InnerProduct\): the inputs are float32, "
+                       r"parameter weight is float64.*cast\(\)"):
+        block(x)
+    assert block(x.astype("float64")).dtype == np.float64
