@@ -6,7 +6,7 @@ import mxnet as mx
 import numpy as np
 
 from .._build_info import BUILD_INFO
-from ..errors import CaffeShapeError, UnsupportedLayerError
+from ..errors import CaffeError, CaffeShapeError, UnsupportedLayerError
 from . import _lib
 from ._op import CaffeFiller, check_inputs, describe, mx_shape, op_kwargs
 
@@ -76,41 +76,41 @@ class _CaffeBlock(mx.gluon.HybridBlock):
 
     def forward(self, x, *args):
         # With arrays in hand, check them here: inside MXNet a Caffe failure loses its name. The
-        # checks rerun unless the inputs and parameters are the objects they last passed (_unchanged).
-        if isinstance(x, mx.nd.NDArray):
-            inputs = self._prepare((x,) + args)
-            if not self._unchanged(inputs):
-                self._check(inputs)
-                self._checked = self._seen(inputs)
-            x, args = inputs[0], inputs[1:]
-            if _lib.available():
-                self._input_grads = tuple(map(_has_grad, inputs))
-                built_for = (tuple(p.grad_req for p in self._arg_params), self._input_grads)
-                if built_for != self._built_for:
-                    # lib_api passes no req: the graph bakes grad_reqs in, so rebuild it.
-                    self._built_for = built_for
-                    if self._cached_op is not None:
-                        self._clear_cached_op()
-        else:
+        # checks rerun when the inputs or the parameters are other objects than last time.
+        if not isinstance(x, mx.nd.NDArray):
             self._input_grads = None
-        return super().forward(x, *args)
+            return super().forward(x, *args)
+        inputs = self._prepare((x,) + args)
+        if self._seen(inputs) != self._checked:
+            self._check(inputs)
+            self._checked = self._seen(inputs)
+        x, args = inputs[0], inputs[1:]
+        if _lib.available():
+            self._input_grads = tuple(map(_has_grad, inputs))
+            built_for = (self._param_reqs(), self._input_grads)
+            if built_for != self._built_for:
+                # lib_api passes no req: the graph bakes grad_reqs in, so rebuild it.
+                self._built_for = built_for
+                if self._cached_op is not None:
+                    self._clear_cached_op()
+        try:
+            return super().forward(x, *args)
+        except mx.base.MXNetError:
+            # A new array can come back with a freed one's id and handle, so the checks may have
+            # been skipped: say what is wrong in the layer's terms where they can.
+            self._checked = None
+            try:
+                self._check(inputs)
+            except CaffeError as error:
+                raise error from None
+            raise
 
     def _seen(self, inputs):
-        """What the checks looked at: the input arrays themselves (an NDArray's shape, dtype and
+        """What the checks looked at, by identity: the input arrays (an NDArray's shape, dtype and
         context never change) and each parameter's arrays, deferred initialization, shape and
-        contexts. The objects are held, not their ids, so none of them can be freed and its id
-        or handle come back for another array; the last inputs stay alive until the next call."""
-        return (tuple(inputs), [(p._data, p._deferred_init, p._shape, p._ctx_list) for p in self._blob_params])
-
-    def _unchanged(self, inputs):
-        """Whether `inputs` and the parameters are the very objects the last checks passed."""
-        if self._checked is None:
-            return False
-        last_inputs, last_params = self._checked
-        if len(inputs) != len(last_inputs) or any(a is not b for a, b in zip(inputs, last_inputs)):
-            return False
-        return all(p._data is d and p._deferred_init is i and p._shape == s and p._ctx_list is c
-                   for p, (d, i, s, c) in zip(self._blob_params, last_params))
+        contexts. Ids, not the objects: a block does not keep its last input alive."""
+        return (tuple((id(a), a.handle.value) for a in inputs),
+                tuple((id(p._data), id(p._deferred_init), p._shape, id(p._ctx_list)) for p in self._blob_params))
 
     def _check(self, inputs):
         """Contexts, dtypes and shapes of ``inputs`` and the parameters, as Caffe will see them."""

@@ -166,3 +166,20 @@ def test_checks_rerun_for_the_same_input_when_the_parameters_change(hybridize):
                        r"parameter weight is float64.*cast\(\)"):
         block(x)
     assert block(x.astype("float64")).dtype == np.float64
+
+
+@pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybrid"])
+def test_an_array_taking_a_checked_arrays_id_is_still_named(hybridize):
+    """The checks go by the arrays' ids; a new array can get a freed one's id and handle. Then
+    MXNet's own inference fails first, and the block still says what is wrong in Caffe's terms."""
+    block = CaffeLayer(IP)
+    block.initialize()
+    if hybridize:
+        block.hybridize()
+    assert block(mx.nd.ones((2, 4))).shape == (2, 3)
+    for bad, message in ((mx.nd.ones((2, 5)), r"weight of shape \(3, 5\)"), (mx.nd.ones((2, 4), dtype="float16"), "float16")):
+        block._checked = block._seen((bad,))  # as if an earlier array with this id had passed
+        with pytest.raises(gc.CaffeShapeError, match=r"layer 'fc7' \(InnerProduct\).*" + message) as err:
+            block(bad)
+        assert err.value.__cause__ is None and err.value.__suppress_context__
+    assert block(mx.nd.ones((2, 4))).shape == (2, 3)
