@@ -70,8 +70,8 @@ const string& get(const AttrMap& attrs, const char* key, const string& fallback)
 bool truthy(const string& v) { return v == "1" || v == "True" || v == "true"; }
 
 // MXNet asks a library operator for its input count and its mutated inputs several times per
-// call (autograd, the cached graph), each time through a fresh attribute map: these two read only
-// the attributes they need, with no copy of the prototxt.
+// call (autograd, the cached graph), each time through a fresh attribute map: arity() below reads
+// only the counts, with no copy of the prototxt; parse_attrs() adds the rest.
 int parse_count(const AttrMap& attrs, const char* key, int fallback) {
   auto it = attrs.find(key);
   if (it == attrs.end()) return fallback;
@@ -97,14 +97,25 @@ vector<bool> blob_aux_flags(const AttrMap& attrs) {
   return aux;
 }
 
-OpAttrs parse_attrs(const AttrMap& attrs) {
-  static const string empty, one = "1", zero = "0", autos = "auto";
+// What parse and mutate_inputs need: the counts and which blobs are auxiliary. The other
+// attributes are checked where they are used (shapes, dtypes, the operator's state).
+OpAttrs arity(const AttrMap& attrs) {
+  auto it = attrs.find("prototxt");
+  if (it == attrs.end() || it->second.empty())
+    throw std::invalid_argument("gluon_caffe_CaffeOp: attribute prototxt is missing");
   OpAttrs a;
-  a.prototxt = get(attrs, "prototxt", empty);
-  if (a.prototxt.empty()) throw std::invalid_argument("gluon_caffe_CaffeOp: attribute prototxt is missing");
   a.num_data = parse_count(attrs, "num_data", 1);
   a.num_out = parse_count(attrs, "num_out", 1);
   a.aux = blob_aux_flags(attrs);
+  auto flag = attrs.find("phase_input");
+  a.phase_input = flag != attrs.end() && truthy(flag->second);
+  return a;
+}
+
+OpAttrs parse_attrs(const AttrMap& attrs) {
+  static const string empty, one = "1", zero = "0", autos = "auto";
+  OpAttrs a = arity(attrs);
+  a.prototxt = get(attrs, "prototxt", empty);
   const string& req = get(attrs, "param_req", empty);
   int k = 0;
   for (size_t b = 0; b < a.aux.size(); ++b) {
@@ -118,7 +129,6 @@ OpAttrs parse_attrs(const AttrMap& attrs) {
   a.top_grad = truthy(get(attrs, "top_grad", one));
   const string& phase = get(attrs, "phase", autos);
   a.phase = phase == "train" ? 0 : phase == "test" ? 1 : -1;
-  a.phase_input = truthy(get(attrs, "phase_input", zero));
   return a;
 }
 
@@ -471,21 +481,6 @@ class CaffeOpState : public CustomStatefulOp {
 const string* prototxt_in(const AttrMap& attrs) {
   auto it = attrs.find("prototxt");
   return it == attrs.end() ? nullptr : &it->second;
-}
-
-// What parse and mutate_inputs need: the counts and which blobs are auxiliary. The other
-// attributes are checked where they are used (shapes, dtypes, the operator's state).
-OpAttrs arity(const AttrMap& attrs) {
-  auto it = attrs.find("prototxt");
-  if (it == attrs.end() || it->second.empty())
-    throw std::invalid_argument("gluon_caffe_CaffeOp: attribute prototxt is missing");
-  OpAttrs a;
-  a.num_data = parse_count(attrs, "num_data", 1);
-  a.num_out = parse_count(attrs, "num_out", 1);
-  a.aux = blob_aux_flags(attrs);
-  auto flag = attrs.find("phase_input");
-  a.phase_input = flag != attrs.end() && truthy(flag->second);
-  return a;
 }
 
 MXReturnValue parse(const AttrMap& attrs, int* num_in, int* num_out) {
